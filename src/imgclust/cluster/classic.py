@@ -1,0 +1,239 @@
+"""Classic clusterers: k-means (faiss), k-medoids (FasterPAM), HDBSCAN, agglomerative, spectral."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClusterMixin
+
+from ..errors import ImgclustError
+
+__all__ = ["KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral", "KSweep", "sweep_k"]
+
+
+def _check_k(X: np.ndarray, k: int | None) -> int:
+    if k is None:
+        raise ImgclustError("this method needs a number of clusters: pass --k N or --k auto")
+    k = int(k)
+    if k < 2:
+        raise ImgclustError(f"k must be at least 2 (got {k})")
+    if k > len(X):
+        raise ImgclustError(f"k={k} is larger than the number of images ({len(X)})")
+    return k
+
+
+def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    d = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(-1) if len(X) * len(centers) < 4_000_000 else None
+    if d is None:
+        import faiss
+
+        index = faiss.IndexFlatL2(centers.shape[1])
+        index.add(np.ascontiguousarray(centers, np.float32))
+        dist, lab = index.search(np.ascontiguousarray(X, np.float32), 1)
+        return lab[:, 0], dist[:, 0]
+    lab = d.argmin(1)
+    return lab, d[np.arange(len(X)), lab]
+
+
+class KMeans(ClusterMixin, BaseEstimator):
+    """Lloyd's k-means with faiss: ``n_init`` k-means++-style restarts, best inertia kept.
+
+    Args:
+        n_clusters: Number of clusters.
+        n_init: Restarts (faiss ``nredo``).
+        max_iter: Lloyd iterations per restart.
+        spherical: Normalise centroids each step (cosine k-means).
+        random_state: Seed.
+    """
+
+    needs_k = True
+
+    def __init__(self, n_clusters: int | None = 8, n_init: int = 5, max_iter: int = 100,
+                 spherical: bool = False, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.n_init = n_init
+        self.max_iter = max_iter
+        self.spherical = spherical
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        import faiss
+
+        X = np.ascontiguousarray(X, dtype=np.float32)
+        k = _check_k(X, self.n_clusters)
+        km = faiss.Kmeans(X.shape[1], k, niter=self.max_iter, nredo=self.n_init, seed=int(self.random_state) + 1,
+                          spherical=self.spherical, max_points_per_centroid=max(256, len(X) // k + 1),
+                          min_points_per_centroid=1, verbose=False)
+        km.train(X)
+        self.cluster_centers_ = km.centroids.copy()
+        self.labels_, d = _nearest(X, self.cluster_centers_)
+        self.labels_ = self.labels_.astype(np.int64)
+        self.inertia_ = float(d.sum())
+        return self
+
+    def predict(self, X):
+        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+
+
+class KMedoids(ClusterMixin, BaseEstimator):
+    """k-medoids with FasterPAM (the ``kmedoids`` package) on euclidean distances.
+
+    Centres are real images (medoids), so they are robust to outliers. Memory is O(N^2): fine
+    to a few tens of thousands of images.
+    """
+
+    needs_k = True
+
+    def __init__(self, n_clusters: int | None = 8, max_iter: int = 100, init: str = "random",
+                 random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.max_iter = max_iter
+        self.init = init
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        import kmedoids
+        from sklearn.metrics import pairwise_distances
+
+        X = np.asarray(X, dtype=np.float32)
+        k = _check_k(X, self.n_clusters)
+        diss = pairwise_distances(X, metric="euclidean").astype(np.float64)
+        res = kmedoids.fasterpam(diss, k, max_iter=self.max_iter, init=self.init, random_state=self.random_state)
+        self.medoid_indices_ = np.asarray(res.medoids, dtype=np.int64)
+        self.cluster_centers_ = X[self.medoid_indices_]
+        self.labels_ = np.asarray(res.labels, dtype=np.int64)
+        self.inertia_ = float(res.loss)
+        self.n_iter_ = int(res.n_iter)
+        return self
+
+    def predict(self, X):
+        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+
+
+class HDBSCAN(ClusterMixin, BaseEstimator):
+    """HDBSCAN (scikit-learn): finds the number of clusters itself; noise gets label -1."""
+
+    needs_k = False
+
+    def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
+                 random_state: int = 0):
+        self.min_cluster_size = min_cluster_size
+        self.min_samples = min_samples
+        self.random_state = random_state  # unused: HDBSCAN is deterministic
+
+    def fit(self, X, y=None):
+        from sklearn.cluster import HDBSCAN as _HDBSCAN
+
+        X = np.asarray(X, dtype=np.float64)
+        mcs = self.min_cluster_size or max(5, len(X) // 100)
+        if len(X) < 2:
+            raise ImgclustError("HDBSCAN needs at least 2 images")
+        model = _HDBSCAN(min_cluster_size=min(mcs, len(X)), min_samples=self.min_samples,
+                         store_centers="centroid").fit(X)
+        self.labels_ = model.labels_.astype(np.int64)
+        self.probabilities_ = model.probabilities_
+        centers = getattr(model, "centroids_", None)
+        self.cluster_centers_ = (np.asarray(centers, np.float32) if centers is not None and len(centers)
+                                 else np.zeros((0, X.shape[1]), np.float32))
+        return self
+
+    def predict(self, X):
+        if not len(self.cluster_centers_):
+            return np.full(len(X), -1, dtype=np.int64)
+        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+
+
+class _CentroidMixin:
+    def _set_centers(self, X):
+        self.cluster_centers_ = np.stack([X[self.labels_ == c].mean(0) for c in range(self.n_clusters)]).astype(np.float32)
+
+    def predict(self, X):
+        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+
+
+class Agglomerative(_CentroidMixin, ClusterMixin, BaseEstimator):
+    """Ward agglomerative clustering (scikit-learn); ``predict`` uses the cluster means."""
+
+    needs_k = True
+
+    def __init__(self, n_clusters: int | None = 8, linkage: str = "ward", random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.linkage = linkage
+        self.random_state = random_state  # unused: deterministic
+
+    def fit(self, X, y=None):
+        from sklearn.cluster import AgglomerativeClustering
+
+        X = np.asarray(X, dtype=np.float32)
+        k = _check_k(X, self.n_clusters)
+        self.labels_ = AgglomerativeClustering(n_clusters=k, linkage=self.linkage).fit_predict(X).astype(np.int64)
+        self._set_centers(X)
+        return self
+
+
+class Spectral(_CentroidMixin, ClusterMixin, BaseEstimator):
+    """Spectral clustering on a k-nearest-neighbour graph (scikit-learn)."""
+
+    needs_k = True
+
+    def __init__(self, n_clusters: int | None = 8, n_neighbors: int = 10, random_state: int = 0):
+        self.n_clusters = n_clusters
+        self.n_neighbors = n_neighbors
+        self.random_state = random_state
+
+    def fit(self, X, y=None):
+        from sklearn.cluster import SpectralClustering
+
+        X = np.asarray(X, dtype=np.float32)
+        k = _check_k(X, self.n_clusters)
+        model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors",
+                                   n_neighbors=min(self.n_neighbors, len(X) - 1), assign_labels="cluster_qr",
+                                   random_state=self.random_state)
+        self.labels_ = model.fit_predict(X).astype(np.int64)
+        self._set_centers(X)
+        return self
+
+
+@dataclass
+class KSweep:
+    """Result of sweeping k: inertia (elbow) and silhouette per k, and the chosen k."""
+
+    ks: list[int]
+    inertia: list[float | None]
+    silhouette: list[float | None]
+    best_k: int
+    criterion: str = "silhouette"
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {"ks": self.ks, "inertia": self.inertia, "silhouette": self.silhouette,
+                "best_k": self.best_k, "criterion": self.criterion}
+
+
+def default_k_range(n: int) -> list[int]:
+    """2..min(30, sqrt(2N)): a sensible sweep for image collections."""
+    hi = int(min(30, max(3, np.sqrt(2 * n)), n - 1))
+    return list(range(2, max(3, hi + 1)))
+
+
+def sweep_k(X: np.ndarray, method="kmeans", ks: list[int] | None = None, random_state: int = 0,
+            progress=None, **params) -> KSweep:
+    """Fit ``method`` for each k, record inertia and silhouette, pick k by silhouette."""
+    from . import make_clusterer
+    from ..metrics import internal_scores
+
+    X = np.asarray(X, np.float32)
+    if len(X) < 3:
+        raise ImgclustError(f"--k auto needs at least 3 images (got {len(X)})")
+    ks = [k for k in (ks or default_k_range(len(X))) if 2 <= k < len(X)]
+    inertia, sil = [], []
+    for k in ks:
+        model = make_clusterer(method, n_clusters=k, random_state=random_state, **params).fit(X)
+        inertia.append(getattr(model, "inertia_", None))
+        sil.append(internal_scores(X, model.labels_, sample_size=3000, random_state=random_state)["silhouette"])
+        if progress is not None:
+            progress()
+    scored = [(s, k) for s, k in zip(sil, ks) if s is not None]
+    best = max(scored)[1] if scored else ks[0]
+    return KSweep(ks=ks, inertia=inertia, silhouette=sil, best_k=best)
