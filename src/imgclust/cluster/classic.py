@@ -49,7 +49,7 @@ class KMeans(ClusterMixin, BaseEstimator):
 
     needs_k = True
 
-    def __init__(self, n_clusters: int | None = 8, n_init: int = 5, max_iter: int = 100,
+    def __init__(self, n_clusters: int | None = 8, n_init: int = 10, max_iter: int = 100,
                  spherical: bool = False, random_state: int = 0):
         self.n_clusters = n_clusters
         self.n_init = n_init
