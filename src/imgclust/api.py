@@ -197,6 +197,16 @@ def _centers(X: np.ndarray, labels: np.ndarray, model) -> np.ndarray:
     return centers
 
 
+def _validate_options(method, reduce: str, map: str) -> None:
+    """Fail on a bad method or reducer name before spending minutes on embedding."""
+    from .reduce import REDUCERS
+
+    needs_k(method)  # raises ImgclustError listing the valid methods
+    for opt, value, valid in (("--reduce", reduce, REDUCERS), ("--map", map, REDUCERS[1:] + ("auto",))):
+        if value not in valid:
+            raise ImgclustError(f"unknown {opt} {value!r}; valid: {', '.join(valid)}")
+
+
 def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | None = None, *,
                        reduce: str = "pca", n_components: int = 50, map: str = "auto",
                        method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
@@ -220,6 +230,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         method_params: Extra keyword arguments for the clusterer.
     """
     t0 = time.perf_counter()
+    _validate_options(method, reduce or "none", map)
     X0 = np.asarray(embeddings, np.float32)
     n = len(X0)
     if n == 0:
@@ -360,8 +371,9 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         A :class:`ClusteringResult`.
     """
     t0 = time.perf_counter()
+    _validate_options(method, reduce, map)
     records = discover(inputs, labels=labels)
-    if isinstance(k, int) and k > len(records):
+    if needs_k(method) and isinstance(k, int) and k > len(records):
         raise ImgclustError(f"k={k} is larger than the number of images ({len(records)})")
     emb = embed_images(records, encoder=encoder, device=device, batch_size=batch_size, cache_dir=cache_dir,
                        cache=cache, progress=progress)
