@@ -38,7 +38,7 @@ def load_efficientnet_lite0():
         missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ImgclustError(f"efficientnet-lite0 weights at {path} do not match the model")
-    model.set_swish(memory_efficient=False)  # plain swish: same values, traceable, faster in eval
+    # Note: Lite models use ReLU6 (relu_fn='relu6'); never call set_swish(), it would replace it.
     return model.eval()
 
 
