@@ -116,27 +116,32 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
                                                                progress) as adv:
             # Decode the next batch in threads while the model runs on the current one.
             nxt = pool.map(_decode_one, [records[i] for i in batches[0]]) if batches else None
-            for b, batch in enumerate(batches):
-                decoded = list(nxt)
-                nxt = pool.map(_decode_one, [records[i] for i in batches[b + 1]]) if b + 1 < len(batches) else None
-                imgs, ok = [], []
-                for i, (img, err) in zip(batch, decoded):
-                    if img is None:
-                        bad[hashes[i]] = err
-                    else:
-                        imgs.append(img)
-                        ok.append(i)
-                if imgs:
-                    emb = encoder.encode_images(imgs)
-                    for i, v in zip(ok, emb):
-                        vectors[hashes[i]] = v
-                    pending_h.extend(hashes[i] for i in ok)
-                    pending_v.append(emb)
-                    n_encoded += len(ok)
-                if sum(len(v) for v in pending_v) >= flush_every:
+            try:
+                for b, batch in enumerate(batches):
+                    decoded = list(nxt)
+                    nxt = pool.map(_decode_one, [records[i] for i in batches[b + 1]]) if b + 1 < len(batches) else None
+                    imgs, ok = [], []
+                    for i, (img, err) in zip(batch, decoded):
+                        if img is None:
+                            bad[hashes[i]] = err
+                        else:
+                            imgs.append(img)
+                            ok.append(i)
+                    if imgs:
+                        emb = encoder.encode_images(imgs)
+                        for i, v in zip(ok, emb):
+                            vectors[hashes[i]] = v
+                        pending_h.extend(hashes[i] for i in ok)
+                        pending_v.append(emb)
+                        n_encoded += len(ok)
+                    if sum(len(v) for v in pending_v) >= flush_every:
+                        flush()
+                    adv(len(batch))
+            finally:
+                # Interrupted (Ctrl-C) or the encoder failed: keep the batches already encoded so a
+                # re-run resumes from here (pending rows are complete batches; never write a half one).
+                if sum(len(v) for v in pending_v) == len(pending_h):
                     flush()
-                adv(len(batch))
-            flush()
     enc_seconds = time.perf_counter() - t_enc
 
     kept_idx = []

@@ -55,7 +55,9 @@ class Reducer(TransformerMixin, BaseEstimator):
             raise ImgclustError(f"unknown reducer {self.method!r}; valid: {', '.join(REDUCERS)} (or auto)")
         self.method_ = method
         n, d = X.shape
-        k = int(min(self.n_components, d, max(1, n - 1)))
+        # PCA and t-SNE can give min(n, d) components (a 2-D map of 2 images needs 2); UMAP's
+        # spectral init needs fewer components than points (clipped again below).
+        k = int(min(self.n_components, d, max(1, n - 1) if method == "umap" else n))
         if method == "none" or (method == "pca" and k >= d):
             self.model_ = None
             self.embedding_ = X.copy()

@@ -5,6 +5,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
+import re
+import threading
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +75,71 @@ def _walk(root: str) -> Iterable[str]:
         stack.extend(reversed(subdirs))
 
 
+def _pattern_regex(pattern: str) -> re.Pattern:
+    """A glob pattern as a regex over ``/``-separated paths: ``*``, ``?``, ``[...]`` stay within one
+    component, a ``**`` component matches zero or more folders (everything when it ends the pattern)."""
+    parts = pattern.split("/")
+    out = ""
+    for n, comp in enumerate(parts):
+        last = n == len(parts) - 1
+        if comp == "**":
+            out += ".*" if last else "(?:[^/]+/)*"
+            continue
+        i = 0
+        while i < len(comp):
+            ch = comp[i]
+            if ch == "*":
+                out += "[^/]*"
+            elif ch == "?":
+                out += "[^/]"
+            elif ch == "[":
+                j = i + 1
+                if j < len(comp) and comp[j] in "!^":
+                    j += 1
+                if j < len(comp) and comp[j] == "]":
+                    j += 1
+                j = comp.find("]", j)
+                if j < 0:
+                    out += re.escape(ch)
+                else:
+                    body = comp[i + 1:j].replace("\\", "\\\\")
+                    out += "[" + ("^" + body[1:] if body[:1] in "!^" else body) + "]"
+                    i = j
+            else:
+                out += re.escape(ch)
+            i += 1
+        if not last:
+            out += "/"
+    return re.compile(out, re.DOTALL)
+
+
+def _glob_recursive(pattern: str) -> list[str]:
+    """Files matching a ``**`` pattern (or under a folder it matches), found with the loop-safe walk."""
+    parts = pattern.split("/")
+    n_fixed = next(i for i, c in enumerate(parts) if glob.has_magic(c))
+    base = "/".join(parts[:n_fixed]) or ("/" if pattern.startswith("/") else ".")
+    rx = _pattern_regex(pattern)
+    strip = "./" if not parts[:n_fixed] and not pattern.startswith("/") else ""
+    base_len = 0 if strip else len(base.rstrip("/"))
+    out = []
+    for p in _walk(base):
+        if strip and p.startswith(strip):
+            p = p[len(strip):]
+        if rx.fullmatch(p):
+            out.append(p)
+            continue
+        d = os.path.dirname(p)
+        while len(d) > base_len:  # a matched folder brings everything under it, as for a plain folder
+            if rx.fullmatch(d):
+                out.append(p)
+                break
+            parent = os.path.dirname(d)
+            if parent == d:
+                break
+            d = parent
+    return out
+
+
 def _is_image_name(path: str) -> bool:
     return os.path.splitext(path)[1].lower() in IMAGE_EXTENSIONS
 
@@ -89,10 +156,17 @@ def read_manifest(path: str) -> list[ImageRecord]:
 
     ext = os.path.splitext(path)[1].lower()
     try:
-        table = pq.read_table(path) if ext in {".parquet", ".pq"} else pacsv.read_csv(
-            path, convert_options=pacsv.ConvertOptions(strings_can_be_null=False,
-                                                        column_types={"label": "string", "caption": "string",
-                                                                      "path": "string"}))
+        if ext in {".parquet", ".pq"}:
+            table = pq.read_table(path)
+        else:
+            # Every column as text: inferred integers would turn ID "000123" into "123" (and label "007"
+            # into "7"), whatever the column's capitalisation.
+            import csv
+
+            with open(path, newline="", encoding="utf-8-sig") as f:
+                header = next(csv.reader(f), [])
+            table = pacsv.read_csv(path, convert_options=pacsv.ConvertOptions(
+                strings_can_be_null=False, column_types={name: "string" for name in header}))
     except Exception as exc:
         raise ImgclustError(f"cannot read manifest {path}: {str(exc).splitlines()[0]}") from exc
     cols = {c.lower(): c for c in table.column_names}
@@ -153,7 +227,10 @@ def discover(inputs: str | os.PathLike | Sequence[str | os.PathLike], labels: st
             else:
                 records.append(ImageRecord(item))  # an explicit file is tried even if oddly named
         elif glob.has_magic(item):
-            matches = sorted(glob.glob(item, recursive=True))
+            if "**" in item:  # glob's own "**" follows symlink loops forever: walk loop-safely instead
+                records.extend(ImageRecord(p) for p in _glob_recursive(item) if _is_image_name(p))
+                continue
+            matches = sorted(glob.glob(item))
             for m in matches:
                 if os.path.isdir(m):
                     records.extend(ImageRecord(p) for p in _walk(m) if _is_image_name(p))
@@ -164,7 +241,7 @@ def discover(inputs: str | os.PathLike | Sequence[str | os.PathLike], labels: st
     seen: set[str] = set()
     unique = []
     for r in records:
-        key = os.path.abspath(r.path)
+        key = os.path.realpath(r.path)  # the same file reached through a symlinked folder is one image
         if key in seen:
             continue
         seen.add(key)
@@ -214,6 +291,9 @@ def to_rgb(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
     return img
 
 
+_OPEN_LOCK = threading.Lock()
+
+
 def load_image(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     """Decode ``path`` to an RGB image with EXIF orientation applied (first frame of a GIF).
 
@@ -226,16 +306,19 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
     except OSError as exc:
         raise DecodeError(path, f"unreadable: {exc.strerror or exc}") from exc
     try:
-        with warnings.catch_warnings():
+        # catch_warnings swaps the process-wide filter list; decoding threads doing it at once leave
+        # the "error" filter installed for good. Serialise just the (cheap) header parse.
+        with _OPEN_LOCK, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as img:
-                w, h = img.size
-                if w * h > max_pixels:
-                    raise DecodeError(path, f"too large ({w}x{h} pixels): possible decompression bomb")
-                img.seek(0)
-                img.load()
-                img = ImageOps.exif_transpose(img) or img
-                return to_rgb(img)
+            opened = Image.open(path)
+        with opened as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise DecodeError(path, f"too large ({w}x{h} pixels): possible decompression bomb")
+            img.seek(0)
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return to_rgb(img)
     except DecodeError:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:

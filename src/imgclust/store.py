@@ -86,6 +86,8 @@ class EmbeddingStore:
                 table = pq.read_table(part)
             except Exception:  # a foreign or damaged file: ignore it rather than lose the cache
                 continue
+            if len(table) == 0:  # reshape(0, -1) below would raise and make the whole cache unreadable
+                continue
             vec = table.column("vector").combine_chunks()
             arr = vec.values.to_numpy(zero_copy_only=False).reshape(len(table), -1).astype(np.float32, copy=False)
             if arr.shape[1] != self.dim:
@@ -154,6 +156,9 @@ class EmbeddingStore:
         old = self._parts()
         if len(old) <= 1:
             return
+        # Another process may have added parts since we loaded: re-read them, or deleting ``old``
+        # below would lose their rows.
+        self._load()
         hashes = [None] * len(self._index)
         for h, i in self._index.items():
             hashes[i] = h

@@ -30,9 +30,11 @@ def cluster_examples(labels: np.ndarray, distances: np.ndarray, n: int = 8, outl
 def cluster_stats(X: np.ndarray, labels: np.ndarray, distances: np.ndarray) -> list[dict]:
     """Size, mean distance to centre and mean cosine similarity to the centroid, per cluster."""
     X = np.asarray(X, np.float32)
+    labels = np.asarray(labels)
+    distances = np.asarray(distances, np.float64)
     Xn = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
     rows = []
-    for c in sorted(set(np.asarray(labels).tolist())):
+    for c in sorted(set(labels.tolist())):
         m = labels == c
         cen = Xn[m].mean(0)
         cen /= max(np.linalg.norm(cen), 1e-12)
