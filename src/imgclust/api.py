@@ -300,7 +300,9 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
             coords = np.pad(X0, ((0, 0), (0, 2 - X0.shape[1])))
         else:
             coords = Reducer(map, n_components=2, random_state=random_state).fit_transform(X0)
-    coords = np.asarray(coords, np.float32)
+    coords = np.asarray(coords, np.float32).reshape(n, -1)
+    if coords.shape[1] < 2:  # a 1-D map (e.g. 2 images) still needs x and y
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
     timings["map"] = time.perf_counter() - t
 
     centers = _centers(X, labels, model)
