@@ -43,7 +43,7 @@ def _augment(img, rng: np.random.Generator, size: int):
     from PIL import Image, ImageEnhance
 
     w, h = img.size
-    area = w * h * rng.uniform(0.2, 0.9)
+    area = w * h * rng.uniform(0.04, 0.6)
     ratio = np.exp(rng.uniform(np.log(3 / 4), np.log(4 / 3)))
     cw = int(min(w, np.sqrt(area * ratio)))
     ch = int(min(h, np.sqrt(area / ratio)))
