@@ -111,6 +111,11 @@ class ClusteringResult:
             from .plots import save_all_plots
 
             save_all_plots(self, out / "plots")
+        if self.model is not None and hasattr(self.model, "predict_proba"):
+            # Trained heads (SCAN/TEMI) are kept so `imgclust assign` can use their predictions.
+            import pickle
+
+            atomic_write_bytes(out / "model.pkl", pickle.dumps(self.model))
         if report:
             from .report import build_report
 
@@ -238,9 +243,6 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     records = list(records) if records is not None else [ImageRecord(f"item-{i}") for i in range(n)]
     method_name = method if isinstance(method, str) else type(method).__name__
     params = dict(method_params or {})
-    if hasattr(method, "fit") is False and isinstance(method, str) and ("progress" in params) is False:
-        if method in ("scan", "temi"):
-            params["progress"] = progress
     takes_k = needs_k(method)
     if takes_k:
         if k is None:
@@ -279,7 +281,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     model = None
     labels = None
     for s in range(max(1, int(seeds))):
-        est = make_clusterer(method, n_clusters=k if takes_k else None, random_state=random_state + s, **params)
+        est = make_clusterer(method, n_clusters=k if takes_k else None, random_state=random_state + s,
+                             progress=progress, **params)
         if not isinstance(method, str) and s > 0:
             from sklearn.base import clone
 
@@ -329,6 +332,13 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         metrics["n_labelled"] = int(lab_mask.sum())
     if sweep is not None:
         metrics["k_sweep"] = sweep.to_dict()
+    history = getattr(model, "loss_history_", None)
+    if history is not None:
+        hist = np.asarray(history, np.float64)
+        best = int(getattr(model, "best_head_", 0) or 0)
+        per_epoch = hist[:, best] if hist.ndim == 2 and best < hist.shape[1] else hist.reshape(len(hist), -1).mean(1)
+        metrics["training"] = {"method": method_name, "best_head": best, "epochs": int(len(hist)),
+                               "loss_history": [float(v) for v in per_epoch]}
     timings["total_after_embedding"] = time.perf_counter() - t0
     cfg = dict(config or {})
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,

@@ -39,13 +39,29 @@ def needs_k(method: Any) -> bool:
     return getattr(cls, "needs_k", True)
 
 
-def make_clusterer(method: str | Any, n_clusters: int | None = None, random_state: int = 0, **params):
-    """Resolve a name to a fresh estimator, or return a given estimator unchanged."""
+def make_clusterer(method: str | Any, n_clusters: int | None = None, random_state: int = 0,
+                   progress: bool | None = None, **params):
+    """Resolve a name to a fresh estimator, or return a given estimator unchanged.
+
+    ``progress`` is passed only to estimators that take it (the trained heads); unknown extra
+    parameters raise a clear error naming the valid ones.
+    """
+    import inspect
+
+    from ..errors import ImgclustError
+
     if not isinstance(method, str):
         return method
     cls = _resolve(method)
+    accepted = set(inspect.signature(cls.__init__).parameters) - {"self"}
     if getattr(cls, "needs_k", True):
         params["n_clusters"] = n_clusters
+    if progress is not None and "progress" in accepted:
+        params["progress"] = progress
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ImgclustError(f"method {method!r} does not take {', '.join(unknown)}; "
+                            f"it takes: {', '.join(sorted(accepted - {'random_state'}))}")
     return cls(random_state=random_state, **params)
 
 
