@@ -153,3 +153,161 @@ def test_cli_report(run):
     run_dir, _, _ = run
     r = CliRunner().invoke(app, ["report", str(run_dir)])
     assert r.exit_code == 0 and "report.html" in r.output
+
+
+# ------------------------------------------------------------------ names, comparison, training, probe
+
+HOSTILE_ENCODER = "<img src=x onerror=alert(1)>"
+HOSTILE_CLUSTER_NAME = "</script><b>cat</b>"
+HOSTILE_ERROR = "weights not available offline: <script>alert(2)</script>"
+
+
+def decorate_run(run_dir: Path) -> dict:
+    """Write what ``imgclust name`` / ``compare`` / ``probe`` and a SCAN head would add, then rebuild.
+
+    The comparison has three rows: this run (``pixels``), an encoder with a hostile name whose run
+    directory (also hostile-named, next to this one) holds a small placeholder report, and a row that
+    failed with a hostile error text. Returns what was written, for the assertions.
+    """
+    run_dir = Path(run_dir)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    ids = sorted(c for c in {int(c) for c in metrics["confusion"]["clusters"]} if c != -1)
+    scores = {str(c): [{"name": HOSTILE_CLUSTER_NAME if c == ids[0] else f"name {c}", "score": 0.62},
+                       {"name": "tabby cat", "score": 0.21}, {"name": "tiger cat", "score": 0.08},
+                       {"name": "lynx", "score": 0.05}] for c in ids}
+    metrics["cluster_names"] = {c: v[0]["name"] for c, v in scores.items()}
+    metrics["cluster_name_scores"] = scores
+    metrics["naming"] = {"method": "text", "encoder": "clip-vit-b-32", "vocab": "general", "vocab_size": 1234,
+                         "templates": ["a photo of a {}.", "a drawing of a {}."], "contrast": 0.5,
+                         "temperature": 100.0, "top": 4, "score": "mean over members x of softmax ..."}
+    metrics["training"] = {"method": "scan", "best_head": 2, "epochs": 6,
+                           "loss_history": [2.1, 1.6, 1.3, 1.15, 1.08, 1.05]}
+    metrics["probe"] = {"acc": 0.97, "acc_std": 0.02, "cv": 5, "n": 36, "n_classes": 3}
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+
+    other = run_dir.parent / HOSTILE_ENCODER
+    other.mkdir(exist_ok=True)
+    (other / "report.html").write_text("<!doctype html><title>other encoder</title><p id=other>other run</p>")
+    compare = {
+        "config": {"encoders": ["pixels", HOSTILE_ENCODER, "clip-vit-b-32"], "method": "kmeans", "k": 3,
+                   "reduce": "pca", "n_components": 50, "seeds": 3, "labels": "folder"},
+        "columns": [{"key": "encoder", "header": "encoder", "higher_is_better": None},
+                    {"key": "dim", "header": "dim", "higher_is_better": None},
+                    {"key": "silhouette", "header": "silhouette", "higher_is_better": True},
+                    {"key": "davies_bouldin", "header": "Davies-Bouldin", "higher_is_better": False},
+                    {"key": "acc", "header": "accuracy", "higher_is_better": True},
+                    {"key": "nmi", "header": "NMI", "higher_is_better": True}],  # no row has nmi: dropped
+        "rows": [
+            {"encoder": "pixels", "dim": 6912, "silhouette": 0.41, "silhouette_std": 0.01,
+             "davies_bouldin": 0.9, "acc": 0.95, "run_dir": str(run_dir)},
+            {"encoder": HOSTILE_ENCODER, "dim": 512, "silhouette": 0.55, "silhouette_std": 0.02,
+             "davies_bouldin": 1.2, "acc": 0.99, "run_dir": str(other)},
+            {"encoder": "clip-vit-b-32", "error": HOSTILE_ERROR},
+        ],
+        "best": {"silhouette": HOSTILE_ENCODER, "davies_bouldin": "pixels", "acc": HOSTILE_ENCODER},
+        "seconds": 12.5,
+    }
+    (run_dir / "compare.json").write_text(json.dumps(compare, indent=2))
+    build_report(run_dir)
+    return {"scores": scores, "compare": compare, "other": other}
+
+
+@pytest.fixture(scope="module")
+def decorated(tmp_path_factory):
+    run_dir, _, result = make_run(tmp_path_factory.mktemp("decorated"), k=3, per_class=6, report=False, plots=False)
+    written = decorate_run(run_dir)
+    return run_dir, result, written
+
+
+def test_report_names_compare_training_probe_payload(decorated):
+    run_dir, result, written = decorated
+    html = (run_dir / "report.html").read_text()
+    # Hostile strings only ever appear JSON-escaped inside the data block.
+    for raw in (HOSTILE_ENCODER, HOSTILE_CLUSTER_NAME, HOSTILE_ERROR, "<b>cat</b>", "<script>alert(2)"):
+        assert raw not in html
+    assert HOSTILE_ENCODER.replace("<", "\\u003c").replace(">", "\\u003e") in html
+    assert len(re.findall(r"<script>", html)) == 1
+    d = page_json(html, "imgclust-data")
+
+    # Names with scores: top 3 per cluster, best first; the best name is the cluster's name.
+    named = [c for c in d["clusters"] if c["id"] != -1]
+    assert named and all(len(c["name_scores"]) == 3 for c in named)
+    for c in named:
+        assert c["name_scores"] == written["scores"][str(c["id"])][:3]
+        assert d["names"][str(c["id"])] == c["name"] == c["name_scores"][0]["name"]
+    assert HOSTILE_CLUSTER_NAME in d["names"].values()
+    assert d["naming"] == {"method": "text", "encoder": "clip-vit-b-32", "vocab": "general", "vocab_size": 1234,
+                           "contrast": 0.5, "temperature": 100.0, "top": 4, "n_templates": 2,
+                           "score": "mean over members x of softmax ..."}
+
+    # Training curve and the probe reference.
+    assert d["training"]["method"] == "scan" and d["training"]["loss_history"][0] == 2.1
+    assert d["training"]["best_head"] == 2
+    assert d["probe"]["accuracy"] == 0.97 and d["probe"]["accuracy_std"] == 0.02
+
+    # The comparison: columns with a value only, rows, failures apart, best per score.
+    cp = d["compare"]
+    assert [c["key"] for c in cp["columns"]] == ["encoder", "dim", "silhouette", "davies_bouldin", "acc"]
+    assert [r["encoder"] for r in cp["rows"]] == ["pixels", HOSTILE_ENCODER]
+    assert [r["this"] for r in cp["rows"]] == [True, False]
+    assert cp["failed"] == [{"encoder": "clip-vit-b-32", "error": HOSTILE_ERROR, "this": False}]
+    assert cp["best"] == written["compare"]["best"]
+    assert cp["rows"][1]["values"]["silhouette"] == 0.55 and cp["rows"][1]["std"] == {"silhouette": 0.02}
+    assert cp["rows"][0]["values"]["dim"] == 6912
+    # Links are relative, percent-encoded file paths (no scheme can survive: ':' would be %3A).
+    for r in cp["rows"]:
+        href = r["href"]
+        assert href and not re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*:", href) and not href.startswith("/")
+        assert "<" not in href and " " not in href
+    assert cp["rows"][0]["href"] == "report.html"
+    from urllib.parse import unquote
+
+    target = (run_dir / unquote(cp["rows"][1]["href"])).resolve()
+    assert target == (written["other"] / "report.html").resolve() and target.is_file()
+
+
+def test_report_links_survive_moving_the_comparison(tmp_path, decorated):
+    """Recorded run_dir paths that no longer exist: the sibling folder of the same name is linked."""
+    run_dir, _, written = decorated
+    moved = tmp_path / "moved"
+    shutil.copytree(run_dir, moved / "run")
+    shutil.copytree(written["other"], moved / written["other"].name)
+    from imgclust.report.builder import _compare_payload
+
+    cp = _compare_payload(moved / "run", "pixels")
+    from urllib.parse import unquote
+
+    assert (moved / "run" / unquote(cp["rows"][1]["href"])).resolve() == (moved / written["other"].name
+                                                                         / "report.html").resolve()
+    # A row whose directory exists nowhere gets no link, and a javascript: run_dir is never a link.
+    comp = json.loads((moved / "run" / "compare.json").read_text())
+    comp["rows"][1]["run_dir"] = "javascript:alert(1)"
+    (moved / "run" / "compare.json").write_text(json.dumps(comp))
+    cp = _compare_payload(moved / "run", "pixels")
+    assert cp["rows"][1]["href"] is None
+    # A broken compare.json is ignored.
+    (moved / "run" / "compare.json").write_text("{not json")
+    assert _compare_payload(moved / "run", "pixels") is None
+
+
+def test_report_without_extras_has_none(run):
+    run_dir, _, _ = run
+    d = page_json((run_dir / "report.html").read_text(), "imgclust-data")
+    assert d["compare"] is None and d["training"] is None and d["probe"] is None and d["naming"] is None
+    assert all("name_scores" not in c for c in d["clusters"])
+
+
+def test_report_names_from_the_table_column(tmp_path):
+    """Names in clusters.parquet's cluster_name column only (null for noise) still reach the page."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run_dir, _, _ = make_run(tmp_path, k=3, per_class=4, report=False, plots=False)
+    t = pq.read_table(run_dir / "clusters.parquet")
+    labels = t.column("cluster").to_pylist()
+    labels[0] = -1
+    t = t.set_column(t.column_names.index("cluster"), "cluster", pa.array(labels))
+    names = pa.array([None if c == -1 else f"thing {c}" for c in labels], pa.string())
+    pq.write_table(t.append_column("cluster_name", names), run_dir / "clusters.parquet")
+    d = page_json(build_report(run_dir).read_text(), "imgclust-data")
+    assert d["names"] == {str(c): f"thing {c}" for c in set(labels) if c != -1}

@@ -17,6 +17,7 @@ import pytest
 from imgclust.report.cdp import Chromium, find_chromium
 
 from run_fixtures import HOSTILE_NAME, make_run
+from test_report import HOSTILE_CLUSTER_NAME, HOSTILE_ENCODER, HOSTILE_ERROR, decorate_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(900)]  # apt-get may take minutes; the test itself < 60 s
 
@@ -50,6 +51,9 @@ def browser():
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     run_dir, images, result = make_run(tmp_path_factory.mktemp("browser"), k=3, report=True, plots=True)
+    # Cluster names with scores, a comparison (hostile encoder name, a failed row), a SCAN loss curve
+    # and the linear-probe reference, as `imgclust name` / `compare` / `probe` would add them.
+    decorate_run(run_dir)
     return run_dir / "report.html", result
 
 
@@ -149,3 +153,88 @@ def test_report_in_chromium(browser, report):
     b.pump(0.2)
     assert b.dialogs() == [], "a dialog opened: injected script ran"
     assert b.console_errors() == []
+
+
+def test_report_names_comparison_training_in_chromium(browser, report):
+    b = browser
+    path, result = report
+    ARTIFACTS.mkdir(exist_ok=True)
+    b.navigate(path.resolve().as_uri())
+    b.wait_for("window.__imgclust && window.__imgclust.ready", timeout=20)
+    first = min(c for c in set(result.labels.tolist()) if c != -1)
+
+    # Names with scores next to the gallery headings, as text; the hostile name injects nothing.
+    names = b.evaluate("[...document.querySelectorAll('#galleries h3 .names')].map(e => e.textContent)")
+    assert len(names) == len(set(result.labels.tolist()))
+    assert b.evaluate(f"document.querySelector('#cluster-{first} h3 .names').textContent") == (
+        f"{HOSTILE_CLUSTER_NAME} 0.62 · tabby cat 0.21 · tiger cat 0.08")
+    assert b.evaluate(f"document.querySelector('#cluster-{first} h3').textContent") == (
+        f"cluster {first}: {HOSTILE_CLUSTER_NAME} 0.62 · tabby cat 0.21 · tiger cat 0.08")
+    assert b.evaluate(f"document.querySelector('#cluster-{first} h3 .best .nm-name').textContent") == (
+        HOSTILE_CLUSTER_NAME)
+    legend = b.evaluate("[...document.querySelectorAll('#legend li')].map(e => e.textContent)")
+    assert any(t.startswith(f"cluster {first}: {HOSTILE_CLUSTER_NAME} (") for t in legend)
+    caption = b.evaluate("document.getElementById('naming-caption').textContent")
+    assert "vocabulary general (1234 names)" in caption and "contrast λ = 0.50" in caption
+    assert "clip-vit-b-32" in caption and b.evaluate("!document.getElementById('naming-caption').hidden")
+
+    # The tooltip names the hovered point's cluster with its scores.
+    pts = b.evaluate("[...Array(window.__imgclust.n).keys()].map(i => window.__imgclust.pointClient(i))")
+    b.mouse_move(pts[0]["x"], pts[0]["y"])
+    b.wait_for("!document.getElementById('tooltip').hidden")
+    i = int(b.evaluate("document.getElementById('tooltip').getAttribute('data-i')"))
+    tip = b.evaluate("document.querySelector('#tooltip-text .tip-names').textContent")
+    assert "tabby cat 0.21" in tip
+    assert b.evaluate("document.querySelector('#tooltip-text .chip').textContent").startswith(
+        f"cluster {int(result.labels[i])}: ")
+    b.mouse_move(1, 1)
+
+    # Probe row and the training curve.
+    probe = b.evaluate("document.querySelector('#scores tr[data-key=probe]').textContent")
+    assert probe.startswith("linear probe accuracy (supervised reference)0.9700 ± 0.0200")
+    assert b.evaluate("document.querySelector('#training h3').textContent") == "Training: scan loss per epoch"
+    assert b.evaluate("document.querySelectorAll('#training-chart circle').length") == 6
+    assert len(b.evaluate("document.querySelector('#training-chart polyline').getAttribute('points')").split()) == 6
+    b.evaluate("document.getElementById('scores-section').scrollIntoView()")
+    b.pump(0.1)
+    b.screenshot(ARTIFACTS / "report-scores-names.png")
+
+    # The comparison table: only the columns with values, best in bold, ± std, this run marked.
+    assert b.evaluate("!document.getElementById('compare-section').hidden")
+    assert b.evaluate("!document.getElementById('toc-compare').hidden")
+    heads = b.evaluate("[...document.querySelectorAll('#compare-table thead th')].map(e => e.textContent)")
+    assert heads == ["encoder", "dim", "silhouette ↑", "Davies-Bouldin ↓", "accuracy ↑", "report"]
+    rows = b.evaluate("""[...document.querySelectorAll('#compare-table tbody tr')].map(tr => ({
+        cls: tr.className, enc: tr.querySelector('.enc-name').textContent,
+        badge: (tr.querySelector('.badge') || {}).textContent || null,
+        cells: [...tr.querySelectorAll('td')].map(td => td.textContent),
+        bold: [...tr.querySelectorAll('td.best')].map(td => td.getAttribute('data-key')),
+        href: (tr.querySelector('a') || {getAttribute: () => null}).getAttribute('href')}))""")
+    assert [r["enc"] for r in rows] == ["pixels", HOSTILE_ENCODER]
+    assert rows[0]["cls"] == "this" and rows[0]["badge"] == "this run" and rows[1]["badge"] is None
+    assert rows[0]["cells"][1:] == ["6912", "0.4100 ± 0.0100", "0.9000", "0.9500", "this page"]
+    assert rows[1]["cells"][:5] == [HOSTILE_ENCODER, "512", "0.5500 ± 0.0200", "1.2000", "0.9900"]
+    assert rows[0]["bold"] == ["davies_bouldin"] and rows[1]["bold"] == ["silhouette", "acc"]
+    href = rows[1]["href"]
+    assert href.startswith("../") and href.endswith("/report.html") and ":" not in href
+    failed = b.evaluate("[...document.querySelectorAll('#compare-failed li')].map(e => e.textContent)")
+    assert failed == [f"clip-vit-b-32: {HOSTILE_ERROR}"]
+    # Nothing was injected: no <img src=x>, no <b>, no extra <script>, no handler attributes.
+    assert b.evaluate("document.querySelectorAll('img[src=\"x\"], b, [onerror]').length") == 0
+    assert b.evaluate("document.scripts.length") == 3
+    assert HOSTILE_ENCODER in b.evaluate("document.getElementById('compare-section').innerText")
+    b.evaluate("document.getElementById('compare-section').scrollIntoView()")
+    b.pump(0.1)
+    b.screenshot(ARTIFACTS / "report-compare.png")
+    b.evaluate(f"document.getElementById('cluster-{first}').scrollIntoView()")
+    b.pump(0.1)
+    b.screenshot(ARTIFACTS / "report-cluster-names.png")
+    b.pump(0.2)
+    assert b.dialogs() == [], "a dialog opened: injected script ran"
+    assert b.console_errors() == []
+
+    # The link opens the other encoder's report (a relative file link: allowed by the page's CSP).
+    b.click(*_center(b, "#compare-table tbody tr:nth-child(2) a"))
+    b.wait_for("!!document.getElementById('other')", timeout=10)
+    assert b.evaluate("location.protocol") == "file:"
+    assert b.dialogs() == [] and b.console_errors() == []

@@ -7,6 +7,11 @@ captions, cluster names) with ``textContent`` only, so a file named
 ``<img src=x onerror=alert(1)>.png`` is shown as text. A Content-Security-Policy allows only the
 page's own script (by hash) and ``data:`` images: no network, no injected handlers.
 
+Besides the run itself the page shows what later commands added to the run directory: cluster
+names with their vote shares (``imgclust name``), the encoder comparison (``compare.json`` from
+``imgclust compare``, linked to the other encoders' reports by relative paths), the loss curve of
+a trained head (SCAN, TEMI) and the linear-probe reference (``imgclust probe``).
+
 The map, the galleries and the neighbour view all refer to an image by its row index, and
 thumbnails are stored once per distinct file (by content hash), so a 10,000-image report stays
 a few tens of MB.
@@ -23,6 +28,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Sequence
+from urllib.parse import quote
 
 import numpy as np
 
@@ -134,6 +140,188 @@ def _clean(obj: Any) -> Any:
     return obj
 
 
+def _num(v) -> float | None:
+    """A finite float, else None (bools and strings are not numbers here)."""
+    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
+        return None
+    v = float(v)
+    return v if math.isfinite(v) else None
+
+
+def _name_scores(metrics: dict, top: int = 3) -> dict[int, list[dict]]:
+    """``metrics["cluster_name_scores"]`` (written by ``imgclust name``): cluster -> best ``top`` names."""
+    raw = metrics.get("cluster_name_scores")
+    out: dict[int, list[dict]] = {}
+    if not isinstance(raw, dict):
+        return out
+    for c, items in raw.items():
+        try:
+            c = int(c)
+        except (TypeError, ValueError):
+            continue
+        if not isinstance(items, list):
+            continue
+        ranked = []
+        for it in items:
+            if isinstance(it, dict) and it.get("name") is not None:
+                s = _num(it.get("score"))
+                ranked.append({"name": str(it["name"]), "score": None if s is None else round(s, 4)})
+            elif isinstance(it, (list, tuple)) and len(it) == 2:  # (name, score) pairs
+                s = _num(it[1])
+                ranked.append({"name": str(it[0]), "score": None if s is None else round(s, 4)})
+        if ranked:
+            out[c] = ranked[:top]
+    return out
+
+
+def _naming_payload(metrics: dict) -> dict | None:
+    """How the names were made (``metrics["naming"]``), reduced to what the caption says."""
+    info = metrics.get("naming")
+    if not isinstance(info, dict):
+        return None
+    out: dict[str, Any] = {}
+    for key in ("method", "vocab", "encoder", "score", "classes"):
+        if info.get(key) is not None:
+            out[key] = str(info[key])
+    for key in ("vocab_size", "contrast", "temperature", "images_read", "sample", "top"):
+        v = _num(info.get(key))
+        if v is not None:
+            out[key] = v
+    if isinstance(info.get("templates"), list):
+        out["n_templates"] = len(info["templates"])
+    return out
+
+
+def _training_payload(metrics: dict) -> dict | None:
+    """Loss per epoch of a trained clustering head (SCAN, TEMI): ``metrics["training"]``."""
+    tr = metrics.get("training")
+    if not isinstance(tr, dict) or not isinstance(tr.get("loss_history"), list):
+        return None
+    loss = [_num(v) for v in tr["loss_history"]]
+    if not any(v is not None for v in loss):
+        return None
+    out: dict[str, Any] = {"method": str(tr.get("method") or "head"),
+                           "loss_history": [None if v is None else round(v, 6) for v in loss]}
+    for key in ("best_head", "epochs"):
+        v = _num(tr.get(key))
+        if v is not None:
+            out[key] = int(v)
+    return out
+
+
+def _probe_payload(metrics: dict) -> dict | None:
+    """The supervised linear-probe reference (``imgclust probe``): accuracy ± std and its setting."""
+    pr = metrics.get("probe")
+    if not isinstance(pr, dict):
+        return None
+    acc = _num(pr.get("accuracy", pr.get("acc")))
+    if acc is None:
+        return None
+    out: dict[str, Any] = {"accuracy": acc}
+    std = _num(pr.get("accuracy_std", pr.get("acc_std")))
+    if std is not None:
+        out["accuracy_std"] = std
+    for key in ("cv", "n", "n_classes", "nmi", "ari"):
+        v = _num(pr.get(key))
+        if v is not None:
+            out[key] = v
+    return out
+
+
+def _link_to_run(target: str | None, here: Path) -> tuple[str | None, str | None, bool]:
+    """``(href, shown text, is this run)`` for a compared encoder's run directory.
+
+    The directory is looked for next to this run first (``imgclust compare`` puts every
+    encoder's run in one folder, so this survives moving that folder), then at the recorded
+    path. ``href`` is a relative, percent-encoded file path (``:`` becomes ``%3A``, so it can
+    never be read as a ``javascript:`` or any other scheme), or None when there is no such
+    directory.
+    """
+    if not target:
+        return None, None, False
+    rec = Path(str(target))
+    candidates = ([here.parent / rec.name] if rec.name else []) + [rec]
+    found = next((c for c in candidates if c.is_dir()), None)
+    if found is None:
+        return None, None, False
+    try:
+        rel = os.path.relpath(found.resolve() / "report.html", here.resolve())
+    except ValueError:  # another drive on Windows
+        return None, None, False
+    rel = Path(rel).as_posix()
+    same = found.resolve() == here.resolve()
+    return quote(rel, safe="/"), rel, same
+
+
+def _compare_payload(run_dir: Path, encoder: str | None) -> dict | None:
+    """``RUN/compare.json`` (written by ``imgclust compare``) as a table the page can draw.
+
+    Only the columns with a value in some compared row are kept; each row carries its values,
+    ``*_std`` spreads, its error (rows that failed are listed apart) and a relative link to
+    its run's ``report.html``.
+    """
+    path = run_dir / "compare.json"
+    if not path.is_file():
+        return None
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(raw, dict) or not isinstance(raw.get("rows"), list):
+        return None
+    rows_in = [r for r in raw["rows"] if isinstance(r, dict) and r.get("encoder") is not None]
+    cols_in = raw.get("columns")
+    if not isinstance(cols_in, list) or not cols_in:
+        cols_in = [{"key": "encoder", "header": "encoder", "higher_is_better": None}]
+        cols_in += [{"key": k, "header": k, "higher_is_better": None} for k in
+                    dict.fromkeys(k for r in rows_in for k in r
+                                  if k not in ("encoder", "error", "run_dir") and not k.endswith("_std"))]
+    ok = [r for r in rows_in if not r.get("error")]
+    columns = []
+    for c in cols_in:
+        if not isinstance(c, dict) or not c.get("key"):
+            continue
+        key = str(c["key"])
+        if key != "encoder" and not any(r.get(key) is not None for r in ok):
+            continue
+        hib = c.get("higher_is_better")
+        columns.append({"key": key, "header": str(c.get("header") or key),
+                        "higher_is_better": hib if isinstance(hib, bool) else None})
+    if not any(c["key"] == "encoder" for c in columns):
+        columns.insert(0, {"key": "encoder", "header": "encoder", "higher_is_better": None})
+    keys = [c["key"] for c in columns if c["key"] != "encoder"]
+
+    def cell(v):
+        if v is None or isinstance(v, bool):
+            return None if v is None else str(v)
+        n = _num(v)
+        if n is not None:
+            return int(n) if isinstance(v, (int, np.integer)) else round(n, 6)
+        return str(v) if isinstance(v, str) else None
+
+    here = run_dir
+    rows, failed = [], []
+    for r in rows_in:
+        name = str(r["encoder"])
+        href, shown, same = _link_to_run(r.get("run_dir"), here)
+        this = (encoder is not None and name == str(encoder)) or same
+        if r.get("error"):
+            failed.append({"encoder": name, "error": str(r["error"]), "this": this})
+            continue
+        std = {k: _num(r.get(f"{k}_std")) for k in keys}
+        rows.append({"encoder": name, "values": {k: cell(r.get(k)) for k in keys},
+                     "std": {k: round(v, 6) for k, v in std.items() if v is not None},
+                     "this": this, "href": href, "link_text": shown,
+                     "run_dir": None if r.get("run_dir") is None else str(r["run_dir"])})
+    best_in = raw.get("best") if isinstance(raw.get("best"), dict) else {}
+    best = {str(k): str(v) for k, v in best_in.items() if v is not None and str(k) in keys}
+    cfg = raw.get("config") if isinstance(raw.get("config"), dict) else {}
+    config = {k: cfg[k] for k in ("reduce", "n_components", "map", "method", "k", "labels", "seeds")
+              if isinstance(cfg.get(k), (str, int, float)) and not isinstance(cfg.get(k), bool)}
+    return {"columns": columns, "rows": rows, "failed": failed, "best": best, "config": config,
+            "seconds": _num(raw.get("seconds"))}
+
+
 def _confusion_view(conf: dict | None) -> dict | None:
     """The confusion table with columns reordered to best match the classes (as the PNG does)."""
     if not conf or not conf.get("matrix"):
@@ -243,6 +431,11 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
 
     names = metrics.get("cluster_names")
     names = {int(c): str(v) for c, v in names.items()} if isinstance(names, dict) else {}
+    if not names and "cluster_name" in cols:  # names in the table only (e.g. metrics.json rewritten)
+        for c, v in zip(labels.tolist(), cols["cluster_name"]):
+            if v is not None and c != -1:
+                names.setdefault(int(c), str(v))
+    name_scores = _name_scores(metrics)
     stats = {s["cluster"]: s for s in cluster_stats(emb, labels, dist)} if emb is not None and len(emb) == n else {}
     true = cols.get("label")
     clusters = []
@@ -253,6 +446,8 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         item = {"id": int(c), "name": names.get(int(c)), "size": int(len(members)), "order": order,
                 "cohesion": _finite([stats.get(int(c), {}).get("cohesion")])[0],
                 "mean_distance": _finite([stats.get(int(c), {}).get("mean_distance")])[0]}
+        if int(c) in name_scores:
+            item["name_scores"] = name_scores[int(c)]
         if true is not None:
             vals, counts = np.unique([str(true[i]) for i in members if true[i] is not None], return_counts=True)
             if len(vals):
@@ -289,6 +484,10 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "plots": plots,
         "explain": _explain_payload(run_dir, n),
         "animations": _animation_payload(run_dir),
+        "naming": _naming_payload(metrics),
+        "training": _training_payload(metrics),
+        "probe": _probe_payload(metrics),
+        "compare": _compare_payload(run_dir, cfg.get("encoder")),
         "thumb_size": thumb_size,
     }
     return data, thumbs

@@ -54,6 +54,22 @@
     var nm = D.names && D.names[String(c)];
     return nm ? "cluster " + c + ": " + nm : "cluster " + c;
   }
+  // The best names of a cluster with their vote shares (imgclust name), e.g. "cat 0.62 · dog 0.21".
+  function nameScores(c, max) {
+    var list = c && c.name_scores;
+    if (!list || !list.length) return null;
+    var box = el("span", { "class": "names", title: "best names (imgclust name); the score is the share of " +
+      "the cluster's members voting for the name, 0..1" });
+    list.slice(0, max || 3).forEach(function (it, k) {
+      if (k) box.appendChild(el("span", { "class": "sep" }, " · "));
+      var s = el("span", { "class": "nm" + (k === 0 ? " best" : "") });
+      s.appendChild(el("span", { "class": "nm-name" }, it.name));
+      s.appendChild(document.createTextNode(" "));
+      s.appendChild(el("span", { "class": "nm-score" }, fmt(it.score, 2)));
+      box.appendChild(s);
+    });
+    return box;
+  }
   function chip(c) {
     var s = el("span", { "class": "chip" }, clusterName(c));
     s.style.background = clusterColor[c] || NOISE;
@@ -221,6 +237,8 @@
     var line = el("div");
     line.appendChild(chip(D.cluster[i]));
     tipText.appendChild(line);
+    var tns = nameScores(clusterById[D.cluster[i]], 3);
+    if (tns) { var tl = el("div", { "class": "tip-names" }); tl.appendChild(tns); tipText.appendChild(tl); }
     if (D.label && D.label[i] !== null) tipText.appendChild(el("div", null, "label: " + D.label[i]));
     if (D.caption && D.caption[i]) tipText.appendChild(el("div", null, String(D.caption[i]).slice(0, 160)));
     tip.setAttribute("data-i", i);
@@ -388,7 +406,10 @@
       var h = el("h3");
       var sw2 = el("span", { "class": "sw" }); sw2.style.background = clusterColor[c.id];
       h.appendChild(sw2);
-      h.appendChild(document.createTextNode(c.id === -1 ? "Noise" : clusterName(c.id)));
+      // With scores the heading is "cluster 3: best 0.62 · second 0.21 · third 0.08" (best in bold).
+      var ns = c.id === -1 ? null : nameScores(c, 3);
+      h.appendChild(document.createTextNode(c.id === -1 ? "Noise" : ns ? "cluster " + c.id + ": " : clusterName(c.id)));
+      if (ns) h.appendChild(ns);
       sec.appendChild(h);
       var st = [c.size + " images"];
       if (c.cohesion !== null && c.cohesion !== undefined) st.push("cohesion " + fmt(c.cohesion, 3));
@@ -501,6 +522,15 @@
         row(key + p[1], v, MEANING[key]);
       });
     });
+    var pr = D.probe;
+    if (pr) {
+      var pv = fmt(pr.accuracy);
+      if (pr.accuracy_std !== undefined && pr.accuracy_std !== null) pv += " ± " + fmt(pr.accuracy_std);
+      row("linear probe accuracy (supervised reference)", pv, "logistic regression trained on the true labels" +
+        (pr.cv ? ", " + pr.cv + "-fold cross-validated" : "") + ": what the embeddings allow with supervision, " +
+        "an upper reference for acc");
+      tb.lastChild.setAttribute("data-key", "probe");
+    }
     if (m.seeds > 1) row("seeds", String(m.seeds), "scores are mean ± std over seeds");
     if (!tb.children.length) row("–", "no scores in metrics.json", "");
 
@@ -527,6 +557,155 @@
       t.appendChild(tr);
     });
     box.appendChild(t);
+  }
+
+  function renderNaming() {
+    var nm = D.naming, p = $("naming-caption");
+    if (!nm) return;
+    var enc = nm.encoder || "the encoder", how;
+    if (nm.method === "classifier") {
+      how = "class probabilities of " + enc + "'s classifier head" +
+        (nm.sample ? " on up to " + nm.sample + " members per cluster" : "") +
+        (nm.images_read ? " (" + nm.images_read + " images read)" : "");
+    } else if (nm.method === "text") {
+      how = "zero-shot matching of the members with " + enc + "'s text tower" +
+        (nm.n_templates ? " (" + nm.n_templates + " prompt templates)" : "");
+    } else {
+      how = "method " + (nm.method || "unknown");
+    }
+    var bits = ["Cluster names (imgclust name): " + how, "vocabulary " + (nm.vocab || "?") +
+      (nm.vocab_size ? " (" + nm.vocab_size + " names)" : "")];
+    if (nm.contrast !== undefined) bits.push("contrast λ = " + fmt(nm.contrast, 2));
+    p.textContent = bits.join(", ") + "; a name's score is the share of the cluster's members voting for it (0..1).";
+    if (nm.score) p.setAttribute("title", "score = " + nm.score);
+    p.hidden = false;
+  }
+
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  function svg(tag, attrs, text) {
+    var e = document.createElementNS(SVG_NS, tag);
+    if (attrs) for (var k in attrs) e.setAttribute(k, String(attrs[k]));
+    if (text !== undefined && text !== null) e.textContent = String(text);
+    return e;
+  }
+  function renderTraining() {
+    var tr = D.training, box = $("training");
+    if (!tr || !tr.loss_history) return;
+    var pts = [];
+    tr.loss_history.forEach(function (v, i) { if (typeof v === "number" && isFinite(v)) pts.push([i + 1, v]); });
+    if (!pts.length) return;
+    box.appendChild(el("h3", null, "Training: " + tr.method + " loss per epoch"));
+    var Wd = 480, Ht = 190, L = 62, R = 14, T = 10, B = 34;
+    var n = tr.loss_history.length, lo = Infinity, hi = -Infinity;
+    pts.forEach(function (p) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); });
+    if (hi - lo < 1e-12) { hi += 0.5; lo -= 0.5; }
+    var pad = (hi - lo) * 0.06; lo -= pad; hi += pad;
+    function X(e) { return L + (n > 1 ? (e - 1) / (n - 1) : 0.5) * (Wd - L - R); }
+    function Y(v) { return T + (hi - v) / (hi - lo) * (Ht - T - B); }
+    var g = svg("svg", { id: "training-chart", width: Wd, height: Ht, viewBox: "0 0 " + Wd + " " + Ht, role: "img",
+      "aria-label": tr.method + " training loss per epoch" });
+    g.appendChild(svg("rect", { x: L, y: T, width: Wd - L - R, height: Ht - T - B, fill: "#fcfcfd", stroke: "#d8d8d8" }));
+    [lo + pad, (lo + hi) / 2, hi - pad].forEach(function (v) {
+      g.appendChild(svg("line", { x1: L - 4, x2: Wd - R, y1: Y(v), y2: Y(v), stroke: "#ececec" }));
+      g.appendChild(svg("text", { x: L - 6, y: Y(v) + 4, "text-anchor": "end", "font-size": 11, fill: "#666" },
+        Math.abs(v) >= 100 ? v.toFixed(0) : v.toPrecision(3)));
+    });
+    var ticks = n > 1 ? [1, Math.round((1 + n) / 2), n] : [1];
+    ticks.filter(function (t, k) { return ticks.indexOf(t) === k; }).forEach(function (t) {
+      g.appendChild(svg("text", { x: X(t), y: Ht - B + 15, "text-anchor": "middle", "font-size": 11, fill: "#666" }, t));
+    });
+    g.appendChild(svg("text", { x: L + (Wd - L - R) / 2, y: Ht - 4, "text-anchor": "middle", "font-size": 11,
+      fill: "#666" }, "epoch"));
+    g.appendChild(svg("polyline", { points: pts.map(function (p) { return X(p[0]).toFixed(1) + "," + Y(p[1]).toFixed(1); }).join(" "),
+      fill: "none", stroke: "#2a6fdb", "stroke-width": 2 }));
+    if (pts.length <= 60) pts.forEach(function (p) {
+      var c = svg("circle", { cx: X(p[0]).toFixed(1), cy: Y(p[1]).toFixed(1), r: 2.6, fill: "#2a6fdb" });
+      c.appendChild(svg("title", null, "epoch " + p[0] + ": " + p[1].toPrecision(4)));
+      g.appendChild(c);
+    });
+    box.appendChild(g);
+    var cap = [n + " epoch" + (n === 1 ? "" : "s"), "final loss " + pts[pts.length - 1][1].toPrecision(4)];
+    if (tr.best_head !== undefined) cap.push("best head " + tr.best_head + " (the curve shown)");
+    box.appendChild(el("p", { "class": "muted" }, cap.join(" · ")));
+    box.hidden = false;
+  }
+
+  // Relative file links only: no scheme (javascript:, data:, http:), no absolute or protocol-relative path.
+  function safeHref(h) {
+    return typeof h === "string" && h.length > 0 && !/^[a-z][a-z0-9+.\-]*:/i.test(h) && !/^[\/\\]/.test(h) ? h : null;
+  }
+  var INT_KEYS = { dim: 1, n_clusters: 1, n_images: 1, k: 1, n_skipped: 1 };
+  function fmtCell(key, v) {
+    if (v === null || v === undefined) return "–";
+    if (typeof v !== "number") return String(v);
+    if (INT_KEYS[key]) return String(Math.round(v));
+    if (key === "calinski_harabasz" || key === "images_per_s") return fmt(v, 1);
+    if (key === "embed_seconds") return fmt(v, 2);
+    return fmt(v, 4);
+  }
+  function renderCompare() {
+    var cp = D.compare;
+    if (!cp) return;
+    $("compare-section").hidden = false;
+    $("toc-compare").hidden = false;
+    var cfg = cp.config || {}, setup = [];
+    if (cfg.method) setup.push("method " + cfg.method + (cfg.k !== undefined ? " (k=" + cfg.k + ")" : ""));
+    if (cfg.reduce) setup.push("reduce " + cfg.reduce + (cfg.reduce !== "none" && cfg.n_components ? "-" + cfg.n_components : ""));
+    if (cfg.seeds) setup.push(cfg.seeds + " seed" + (cfg.seeds === 1 ? "" : "s"));
+    if (cfg.labels) setup.push("labels from " + cfg.labels);
+    $("compare-caption").textContent = "The same images, reducer and clusterer for every encoder (imgclust compare" +
+      (setup.length ? ": " + setup.join(", ") : "") + "). Best value per score in bold; ↑ higher is better, ↓ lower is better" +
+      (typeof cp.seconds === "number" ? "; took " + fmt(cp.seconds, 1) + " s" : "") + ".";
+    var cols = cp.columns || [], best = cp.best || {};
+    var hr = el("tr");
+    cols.forEach(function (c) {
+      var arrow = c.higher_is_better === true ? " ↑" : c.higher_is_better === false ? " ↓" : "";
+      hr.appendChild(el("th", { "data-key": c.key }, c.header + arrow));
+    });
+    hr.appendChild(el("th", null, "report"));
+    document.querySelector("#compare-table thead").appendChild(hr);
+    var tb = document.querySelector("#compare-table tbody");
+    (cp.rows || []).forEach(function (r) {
+      var tr = el("tr", { "class": r.this ? "this" : null });
+      cols.forEach(function (c) {
+        if (c.key === "encoder") {
+          var td = el("td", { "class": "enc" });
+          td.appendChild(el("span", { "class": "enc-name" }, r.encoder));
+          if (r.this) td.appendChild(el("span", { "class": "badge" }, "this run"));
+          tr.appendChild(td);
+          return;
+        }
+        var v = r.values ? r.values[c.key] : null, text = fmtCell(c.key, v);
+        var sd = r.std && r.std[c.key];
+        if (typeof sd === "number") text += " ± " + fmtCell(c.key, sd);
+        var cell = el("td", { "class": "num", "data-key": c.key });
+        if (best[c.key] === r.encoder && v !== null && v !== undefined) {
+          cell.className += " best";
+          cell.appendChild(el("strong", null, text));
+        } else {
+          cell.textContent = text;
+        }
+        tr.appendChild(cell);
+      });
+      var lt = el("td", { "class": "link" }), href = safeHref(r.href);
+      if (r.this) lt.appendChild(el("span", { "class": "muted" }, "this page"));
+      else if (href) lt.appendChild(el("a", { href: href, title: r.run_dir || r.link_text }, r.link_text || href));
+      else lt.appendChild(el("span", { "class": "muted", title: "run directory not found" }, r.run_dir || "–"));
+      tr.appendChild(lt);
+      tb.appendChild(tr);
+    });
+    var fb = $("compare-failed");
+    if (cp.failed && cp.failed.length) {
+      fb.appendChild(el("h3", null, "Not compared (" + cp.failed.length + ")"));
+      var ul = el("ul");
+      cp.failed.forEach(function (f) {
+        var li = el("li");
+        li.appendChild(el("code", null, f.encoder));
+        li.appendChild(document.createTextNode(": " + f.error));
+        ul.appendChild(li);
+      });
+      fb.appendChild(ul);
+    }
   }
 
   // ---------------------------------------------------------------- figures, run info
@@ -581,7 +760,7 @@
 
   // ---------------------------------------------------------------- start
   resize(); fit(); buildGroups(); renderLegend(); draw();
-  buildGalleries(); renderScores(); renderFigures(); renderRun();
+  buildGalleries(); renderScores(); renderNaming(); renderTraining(); renderCompare(); renderFigures(); renderRun();
 
   // A small API for tests and benchmarks (also handy from the devtools console).
   var api = {
