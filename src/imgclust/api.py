@@ -454,3 +454,44 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
     if out is not None:
         result.save(out, plots=plots, report=report)
     return result
+
+
+def probe_run(run_dir: str | os.PathLike, cv: int = 5, random_state: int = 0, baseline: bool = True,
+              report: bool = True) -> dict:
+    """Supervised upper reference for a labelled run: a cross-validated linear probe.
+
+    Fits logistic regression on the run's embeddings with the known labels (``cv`` folds) and,
+    with ``baseline``, the papers' k-means protocol on the same embeddings, so the clustering
+    scores can be read against both. Results go to ``metrics.json`` under ``probe``.
+    """
+    from .probe import kmeans_baseline, linear_probe
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    cols = run["table"].to_pydict()
+    labels = cols.get("label")
+    if labels is None or all(v is None for v in labels):
+        raise ImgclustError(f"{run_dir} has no labels: run with --labels folder or a manifest with a label column")
+    if run["embeddings"] is None:
+        raise ImgclustError(f"{run_dir} has no embeddings.npy; re-run `imgclust run`")
+    mask = np.array([v is not None for v in labels])
+    X = run["embeddings"][mask]
+    y = np.asarray([str(v) for v in np.asarray(labels, object)[mask]])
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ImgclustError("the linear probe needs at least two classes")
+    folds = int(min(cv, counts.min()))
+    if folds < 2:
+        raise ImgclustError("the linear probe needs at least two images of every class")
+    result = {"linear_probe": linear_probe(X, y, cv=folds, random_state=random_state)}
+    result.update({"acc": result["linear_probe"]["acc"], "acc_std": result["linear_probe"]["acc_std"]})
+    if baseline:
+        result["kmeans_baseline"] = kmeans_baseline(X, y, n_clusters=len(classes))
+    metrics = run["metrics"]
+    metrics["probe"] = result
+    atomic_write_text(run_dir / "metrics.json", json.dumps(_jsonable(metrics), indent=2))
+    if report and (run_dir / "report.html").exists():
+        from .report import build_report
+
+        build_report(run_dir)
+    return result

@@ -546,6 +546,44 @@ def explain(
 
 
 
+
+@app.command()
+@friendly
+def probe(
+    run_dir: Path = typer.Argument(..., help="A labelled run directory."),
+    cv: int = typer.Option(5, "--cv", help="Cross-validation folds."),
+    seed: int = SeedOpt,
+    no_baseline: bool = typer.Option(False, "--no-baseline", help="Skip the k-means baseline."),
+):
+    """Linear probe: supervised upper reference (logistic regression, cross-validated) next to the clustering."""
+    from rich.table import Table
+
+    from .api import probe_run
+    from .progress import console
+
+    import json
+
+    res = probe_run(run_dir, cv=cv, random_state=seed, baseline=not no_baseline)
+    m = json.loads((run_dir / "metrics.json").read_text())
+    t = Table(title=f"{run_dir}: clustering vs supervised reference")
+    for col in ("", "ACC", "NMI", "ARI"):
+        t.add_column(col, justify="right" if col else "left")
+
+    def row(name, d):
+        def f(key):
+            v = d.get(key)
+            std = d.get(f"{key}_std")
+            return "-" if v is None else f"{v:.4f}" + (f" ± {std:.4f}" if std is not None else "")
+        t.add_row(name, f("acc"), f("nmi"), f("ari"))
+
+    if "external" in m:
+        row(f"this run ({m.get('n_clusters')} clusters)", m["external"])
+    if "kmeans_baseline" in res:
+        row("k-means baseline (10 inits x 3 seeds)", res["kmeans_baseline"])
+    row(f"linear probe ({res['linear_probe']['cv']}-fold)", res["linear_probe"])
+    console().print(t)
+
+
 def main() -> None:
     """Console-script entry point."""
     app()
