@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(BIN)/imgclust demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not browser"
