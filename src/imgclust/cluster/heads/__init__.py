@@ -1,0 +1,11 @@
+"""Deep clustering heads trained on frozen embeddings: SCAN and TEMI.
+
+Both are scikit-learn style estimators (``fit`` / ``predict`` / ``predict_proba``) with soft
+assignments in ``probabilities_``. Importing this package imports torch; ``imgclust.cluster``
+only imports it when ``scan`` / ``temi`` is used.
+"""
+
+from .scan import SCAN, entropy, scan_loss, self_label_loss
+from .temi import TEMI, beta_pmi, temi_loss
+
+__all__ = ["SCAN", "TEMI", "scan_loss", "self_label_loss", "entropy", "temi_loss", "beta_pmi"]
