@@ -325,3 +325,13 @@ def test_temi_overclustering_k2000_20000_points():
     assert len(np.unique(m.labels_)) > 500  # many clusters in use, no collapse
     assert m.probabilities_.shape == (20_000, 2000)
     assert np.isfinite(m.probabilities_).all() and np.isfinite(m.loss_history_).all()
+
+
+@pytest.mark.parametrize("cls,kw", [(SCAN, {"head": "mlp", "hidden": 32}), (TEMI, {"head": "mlp", "hidden": (32, 16)}),
+                                    (TEMI, {"ensemble": False}), (SCAN, {"self_label": False})])
+def test_head_variants_run(cls, kw):
+    X, _ = sphere_blobs(n=300, d=16, seed=8)
+    m = cls(n_clusters=K, epochs=3, min_steps=12, n_heads=3, random_state=0, **kw).fit(X)
+    P = m.predict_proba(X)
+    assert P.shape == (300, K) and np.isfinite(P).all() and np.allclose(P.sum(1), 1, atol=1e-4)
+    assert np.array_equal(m.fit_predict(X), m.labels_)

