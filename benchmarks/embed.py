@@ -19,9 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def embed_throughput(data: Path, n: int, batch_sizes: list[int], device: str) -> list[dict]:
-    from imgclust.embed import embed_records
     from imgclust.encoders import create_encoder
-    from imgclust.sources import discover
+    from imgclust.pipeline.embed import embed_records
+    from imgclust.pipeline.sources import discover
 
     records = discover([str(data)], labels="folder")
     per_class = max(1, n // 10)

@@ -149,8 +149,8 @@ def _worker(job: dict, queue) -> None:
             torch.set_num_threads(job["threads"])
         X, y = load_embeddings(job["data"], job["per_class"])
         from imgclust.cluster import make_clusterer
+        from imgclust.explore.probe import kmeans_baseline
         from imgclust.metrics import external_scores
-        from imgclust.probe import kmeans_baseline
 
         gc.collect()
         base = _rss_mb()
@@ -260,7 +260,7 @@ def main(argv=None) -> int:
     if args.encode_only:
         return 0
 
-    from imgclust.probe import linear_probe
+    from imgclust.explore.probe import linear_probe
 
     k = int(len(np.unique(y)))
     seeds = list(range(args.seeds))

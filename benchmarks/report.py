@@ -147,8 +147,9 @@ def main() -> int:
               f"{row['tti_ms']:.0f} ms (wall {row['wall_ms']:.0f} ms, script {row['script_ms']:.0f} ms), hover "
               f"{row['hover_ms']:.0f} ms, click->neighbours {row['click_ms']:.0f} ms, JS heap "
               f"{row['js_heap_mb'] or 0:.0f} MB, console errors: {len(row['console_errors'])}", flush=True)
-    from imgclust.report.cdp import find_chromium as _fc
     import subprocess
+
+    from imgclust.report.cdp import find_chromium as _fc
 
     version = subprocess.run([_fc(), "--version"], capture_output=True, text=True).stdout.strip()
     out = {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "chromium": version,

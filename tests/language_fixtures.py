@@ -1,7 +1,7 @@
 """Generated captioned images (coloured shapes) and a tiny CLIP fine-tuned on them, once per session.
 
 ``finetuned_shapes(tmp_path_factory)`` builds a tiny random CLIP (:func:`hf_fixtures.make_tiny_clip`),
-fine-tunes it with :func:`imgclust.finetune.finetune_clip` on a thousand 32x32 images (150 per class) of
+fine-tunes it with :func:`imgclust.language.finetune.finetune_clip` on a thousand 32x32 images (150 per class) of
 red/blue/green/yellow circles and squares drawn with PIL at random positions and sizes, and
 clusters a separately generated held-out folder with the result. The work is memoised, so the
 finetune, naming and search test modules share one fine-tune.
@@ -24,7 +24,7 @@ COLORS: dict[str, tuple[int, int, int]] = {
     "red": (220, 30, 30), "blue": (30, 60, 220), "green": (30, 170, 50), "yellow": (235, 210, 20)}
 SHAPES = ("circle", "square")
 CLASSES = [f"{c} {s}" for c in COLORS for s in SHAPES]
-# Words of imgclust.naming.DEFAULT_TEMPLATES missing from hf_fixtures.DEFAULT_VOCAB.
+# Words of imgclust.language.naming.DEFAULT_TEMPLATES missing from hf_fixtures.DEFAULT_VOCAB.
 TOKENIZER_WORDS = ["close", "-", "up"]
 
 _MEMO: dict[str, dict] = {}
@@ -90,9 +90,8 @@ def finetuned_shapes(tmp_path_factory) -> dict:
     if "shapes" in _MEMO:
         return _MEMO["shapes"]
     from hf_fixtures import make_tiny_clip
-
     from imgclust import cluster_images
-    from imgclust.finetune import finetune_clip
+    from imgclust.language.finetune import finetune_clip
 
     root = tmp_path_factory.mktemp("language")
     t0 = time.perf_counter()

@@ -10,11 +10,9 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from imgclust.animate import (INITS, animate_run, compare_inits, init_centers, kmeans_history,
-                              kmedoids_history)
 from imgclust.cli import app
 from imgclust.errors import ImgclustError
-
+from imgclust.explore.animate import INITS, animate_run, compare_inits, init_centers, kmeans_history, kmedoids_history
 from run_fixtures import make_run
 
 

@@ -13,10 +13,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import imgclust
-from imgclust.errors import ImgclustError
-from imgclust.sources import ImageRecord
-
 from conftest import CLASSES, is_png, make_image, write_image_folder
+from imgclust.errors import ImgclustError
+from imgclust.pipeline.sources import ImageRecord
 
 pytestmark = pytest.mark.usefixtures("limit_threads")
 

@@ -13,8 +13,9 @@ CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ci
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not CIFAR.is_dir(), reason=f"CIFAR-10 folder not found at {CIFAR}")
 def test_cifar10_effnet_kmeans_nmi(tmp_path):
-    from imgclust.api import cluster_embeddings, embed_images
-    from imgclust.sources import discover
+    from imgclust.analyze import cluster_embeddings
+    from imgclust.pipeline.embed import embed_images
+    from imgclust.pipeline.sources import discover
 
     records = discover([str(CIFAR)], labels="folder")
     per_class: dict[str, list] = {}

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from imgclust.cli import app
-
 from conftest import is_png, write_image_folder
+from imgclust.cli import app
 
 pytestmark = pytest.mark.usefixtures("limit_threads")
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from imgclust.compare import compare_encoders, compare_markdown, encoder_slug
 from imgclust.errors import ImgclustError
+from imgclust.language.compare import compare_encoders, compare_markdown, encoder_slug
 
 
 @pytest.fixture(autouse=True)

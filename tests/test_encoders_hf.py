@@ -14,7 +14,6 @@ from PIL import Image
 pytest.importorskip("transformers")
 
 from hf_fixtures import make_tiny_clip, make_tiny_dinov2, make_tiny_siglip, make_tiny_vit  # noqa: E402
-
 from imgclust.encoders import ENCODERS, create_encoder, encoder_info, get_spec  # noqa: E402
 from imgclust.errors import ImgclustError  # noqa: E402
 

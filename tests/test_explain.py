@@ -44,7 +44,7 @@ def _inside(px, py, box):
 
 
 def test_heatmap_of_a_bright_square_peaks_on_the_square(effnet):
-    from imgclust.explain import gradcam
+    from imgclust.explore.explain import gradcam
 
     rng = np.random.default_rng(7)
     members = [square_image(int(a), int(b), i) for i, (a, b) in enumerate(rng.integers(8, SIZE - S - 8, (12, 2)))]
@@ -65,7 +65,7 @@ def test_heatmap_of_a_bright_square_peaks_on_the_square(effnet):
 
 
 def test_receptive_field_offset_of_efficientnet(effnet):
-    from imgclust.explain import _cnn_geometry
+    from imgclust.explore.explain import _cnn_geometry
 
     # Five stride-2 convs with TF "SAME" padding: +1/2 input pixel each, 15.5 px at stride 32.
     assert _cnn_geometry(effnet.model, SIZE) == (32.0, 15.5)
@@ -93,7 +93,7 @@ def effnet_run(tmp_path_factory, effnet):
 def test_explain_run_writes_overlays_and_report(effnet_run, effnet):
     import pyarrow.parquet as pq
 
-    from imgclust.explain import explain_run
+    from imgclust.explore.explain import explain_run
 
     run_dir, boxes = effnet_run
     res = explain_run(run_dir, per_cluster=3, encoder=effnet)
@@ -114,7 +114,7 @@ def test_explain_run_writes_overlays_and_report(effnet_run, effnet):
 
 
 def test_explain_needs_a_feature_encoder(tmp_path):
-    from imgclust.explain import explain_run
+    from imgclust.explore.explain import explain_run
     from run_fixtures import make_run
 
     run_dir, _, _ = make_run(tmp_path, k=2, per_class=4, report=False, plots=False)
@@ -144,7 +144,7 @@ def test_vit_gradcam_with_a_tiny_random_model(tmp_path, maker):
         pytest.skip(f"transformers / tests/hf_fixtures.py not available: {exc}")
     if not hasattr(hf_fixtures, maker):
         pytest.skip(f"tests/hf_fixtures.py has no {maker} yet")
-    from imgclust.explain import gradcam
+    from imgclust.explore.explain import gradcam
 
     path = getattr(hf_fixtures, maker)(tmp_path / "model")
     enc = create_encoder(f"hf:{path}", device="cpu")

@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 
 from imgclust.cli import app
 from imgclust.errors import ImgclustError
-from imgclust.explore import assign, cluster_candidates, cluster_space, neighbors
-
+from imgclust.explore.assign import assign, cluster_space
+from imgclust.explore.neighbors import cluster_candidates, neighbors
 from run_fixtures import make_run
 
 runner = CliRunner()
@@ -97,7 +97,7 @@ def test_cli_neighbors(base_run, tmp_path):
 
 
 def test_cluster_space_reproduces_the_saved_distances(base_run):
-    from imgclust.api import load_run
+    from imgclust.rundir import load_run
 
     run_dir, _, result = base_run
     run = load_run(run_dir)

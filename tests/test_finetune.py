@@ -16,10 +16,9 @@ import pytest
 pytest.importorskip("transformers")
 
 from hf_fixtures import make_tiny_clip, make_tiny_siglip, make_tiny_vit  # noqa: E402
-from language_fixtures import CLASSES, finetuned_shapes, make_shapes, torch_threads  # noqa: E402
-
 from imgclust.errors import ImgclustError  # noqa: E402
-from imgclust.finetune import finetune_clip, read_pairs, retrieval_recall, select_trainable  # noqa: E402
+from imgclust.language.finetune import finetune_clip, read_pairs, retrieval_recall, select_trainable  # noqa: E402
+from language_fixtures import CLASSES, finetuned_shapes, make_shapes, torch_threads  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -5,10 +5,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from imgclust.metrics import (aggregate_runs, cluster_accuracy, confusion, external_scores, internal_scores,
-                              neighbor_accuracy)
-
 from conftest import make_blobs
+from imgclust.metrics import (
+    aggregate_runs,
+    cluster_accuracy,
+    confusion,
+    external_scores,
+    internal_scores,
+    neighbor_accuracy,
+)
 
 
 def test_acc_permuted_labels_is_one():
@@ -126,7 +131,7 @@ def test_aggregate_runs():
 
 # --------------------------------------------------------------------------- per-cluster summaries
 def test_cluster_examples_order():
-    from imgclust.summary import cluster_examples
+    from imgclust.report.summary import cluster_examples
 
     labels = np.array([0, 0, 0, 1, 1, -1])
     dist = np.array([0.5, 0.1, 0.3, np.nan, 0.2, 9.0])
@@ -136,7 +141,7 @@ def test_cluster_examples_order():
 
 
 def test_cluster_stats_hand_case():
-    from imgclust.summary import cluster_stats
+    from imgclust.report.summary import cluster_stats
 
     X = np.array([[1, 0], [1, 0], [0, 1], [1, 1]], np.float32)
     rows = cluster_stats(X, [0, 0, 1, 1], [0.0, 0.0, 0.5, np.nan])  # plain lists are fine too

@@ -9,8 +9,14 @@ import numpy as np
 import pytest
 
 from imgclust.errors import ImgclustError
-from imgclust.naming import (DEFAULT_TEMPLATES, contrastive_scores, imagenet_classes, load_vocab, name_clusters,
-                             prompt_embeddings)
+from imgclust.language.naming import (
+    DEFAULT_TEMPLATES,
+    contrastive_scores,
+    imagenet_classes,
+    load_vocab,
+    name_clusters,
+    prompt_embeddings,
+)
 
 CAT_CLASSES = {"tabby cat", "tiger cat", "Persian cat", "Siamese cat", "Egyptian cat"}
 
@@ -99,14 +105,15 @@ class _FakeTextEncoder:
 
 def _synthetic_run(tmp_path: Path) -> Path:
     """Two tight clusters around the axes e0 and e1."""
-    from imgclust.api import cluster_embeddings
+    from imgclust.analyze import cluster_embeddings
+    from imgclust.report import write_run
 
     rng = np.random.default_rng(0)
     X = np.concatenate([np.eye(5)[0] + rng.normal(0, 0.01, (20, 5)),
                         np.eye(5)[1] + rng.normal(0, 0.01, (20, 5))]).astype(np.float32)
     X /= np.linalg.norm(X, axis=1, keepdims=True)
     res = cluster_embeddings(X, reduce="none", map="pca", k=2, config={"encoder": "fake-clip"})
-    return res.save(tmp_path / "run", plots=True, report=False)
+    return write_run(res, tmp_path / "run", plots=True, report=False)
 
 
 # Cosines to e0 / e1: "thing" 0.30 / 0.30 (a hub: the most similar word for every image),
@@ -205,9 +212,8 @@ def test_prompt_ensemble_is_the_normalised_mean(shapes):
 def test_cli_name(shapes, tmp_path):
     from typer.testing import CliRunner
 
-    from language_fixtures import CLASSES
-
     from imgclust.cli import app
+    from language_fixtures import CLASSES
 
     run = _copy_run(shapes["run"], tmp_path / "run")
     vocab = tmp_path / "shapes.txt"
@@ -272,7 +278,6 @@ def test_encoder_without_text_or_head_is_a_clear_error(tmp_path):
 
     from imgclust import cluster_images
     from imgclust.cli import app
-
     from language_fixtures import make_shapes
 
     make_shapes(tmp_path / "imgs", per_class=2, seed=0)

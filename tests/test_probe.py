@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from imgclust.errors import ImgclustError
-from imgclust.probe import kmeans_baseline, linear_probe
+from imgclust.explore.probe import kmeans_baseline, linear_probe
 
 
 def _blobs(n_per=60, k=4, d=16, sigma=0.05, seed=0):

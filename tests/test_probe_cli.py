@@ -7,8 +7,9 @@ import json
 from typer.testing import CliRunner
 
 from conftest import write_image_folder
-from imgclust.api import cluster_images, probe_run
+from imgclust.api import cluster_images
 from imgclust.cli import app
+from imgclust.explore.probe import probe_run
 
 
 def _run(tmp_path, labels="folder"):

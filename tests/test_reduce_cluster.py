@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import make_blobs
 from imgclust.cluster import CLUSTERERS, KMeans, make_clusterer, needs_k, sweep_k
 from imgclust.errors import ImgclustError
 from imgclust.metrics import cluster_accuracy
 from imgclust.reduce import Reducer, resolve_map_method
-
-from conftest import make_blobs
 
 pytestmark = pytest.mark.usefixtures("limit_threads")
 

@@ -14,7 +14,6 @@ import pytest
 
 from imgclust.report import build_report
 from imgclust.report.builder import make_thumbnails, script_json
-
 from run_fixtures import HOSTILE_NAME, make_run
 
 
@@ -272,9 +271,9 @@ def test_report_links_survive_moving_the_comparison(tmp_path, decorated):
     moved = tmp_path / "moved"
     shutil.copytree(run_dir, moved / "run")
     shutil.copytree(written["other"], moved / written["other"].name)
-    from imgclust.report.builder import _compare_payload
+    from imgclust.report.sections import compare_payload
 
-    cp = _compare_payload(moved / "run", "pixels")
+    cp = compare_payload(moved / "run", "pixels")
     from urllib.parse import unquote
 
     assert (moved / "run" / unquote(cp["rows"][1]["href"])).resolve() == (moved / written["other"].name
@@ -283,11 +282,11 @@ def test_report_links_survive_moving_the_comparison(tmp_path, decorated):
     comp = json.loads((moved / "run" / "compare.json").read_text())
     comp["rows"][1]["run_dir"] = "javascript:alert(1)"
     (moved / "run" / "compare.json").write_text(json.dumps(comp))
-    cp = _compare_payload(moved / "run", "pixels")
+    cp = compare_payload(moved / "run", "pixels")
     assert cp["rows"][1]["href"] is None
     # A broken compare.json is ignored.
     (moved / "run" / "compare.json").write_text("{not json")
-    assert _compare_payload(moved / "run", "pixels") is None
+    assert compare_payload(moved / "run", "pixels") is None
 
 
 def test_report_without_extras_has_none(run):

@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from imgclust.report.cdp import Chromium, find_chromium
-
 from run_fixtures import HOSTILE_NAME, make_run
 from test_report import HOSTILE_CLUSTER_NAME, HOSTILE_ENCODER, HOSTILE_ERROR, decorate_run
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from imgclust.errors import ImgclustError
-from imgclust.search import search_run
+from imgclust.language.search import search_run
 
 
 @pytest.fixture(autouse=True)
@@ -44,7 +44,7 @@ def test_text_search_with_prompt_templates(shapes):
 
 
 def test_image_search_uses_the_stored_embedding_and_skips_the_query(shapes):
-    from imgclust.api import load_run
+    from imgclust.rundir import load_run
 
     run = load_run(shapes["run"])
     paths = run["table"].column("path").to_pylist()
@@ -67,7 +67,6 @@ def test_image_search_with_a_new_image(shapes, tmp_path):
 
 def test_search_on_a_run_without_text_tower(tmp_path):
     from imgclust import cluster_images
-
     from language_fixtures import make_shapes
 
     make_shapes(tmp_path / "imgs", per_class=3, seed=0, folders=True)

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from imgclust.errors import ImgclustError
-from imgclust.sources import DecodeError, ImageRecord, discover, file_hash, load_image, read_manifest
+from imgclust.pipeline.sources import DecodeError, ImageRecord, discover, file_hash, load_image, read_manifest
 
 
 def _png(path: Path, color=(10, 20, 30), size=(6, 4)) -> Path:
@@ -451,10 +451,9 @@ def test_max_pixels_argument(tmp_path):
 
 def test_decoding_in_threads_leaves_warning_filters_alone(tmp_path):
     """load_image runs in a thread pool; it must not leak warning filters into the process."""
-    from imgclust.embed import embed_records
-    from imgclust.encoders import create_encoder
-
     from conftest import write_random_images
+    from imgclust.encoders import create_encoder
+    from imgclust.pipeline.embed import embed_records
 
     paths = write_random_images(tmp_path / "imgs", 300)
     before = list(warnings.filters)

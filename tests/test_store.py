@@ -16,12 +16,11 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from imgclust.embed import embed_records
-from imgclust.encoders import create_encoder
-from imgclust.sources import ImageRecord, file_hash, load_image
-from imgclust.store import EmbeddingStore
-
 from conftest import write_random_images
+from imgclust.encoders import create_encoder
+from imgclust.pipeline.embed import embed_records
+from imgclust.pipeline.sources import ImageRecord, file_hash, load_image
+from imgclust.pipeline.store import EmbeddingStore
 
 DIM = 4
 
@@ -135,7 +134,7 @@ def test_damaged_temp_and_empty_files_do_not_break_loading(tmp_path):
 
 # --------------------------------------------------------------------------- incremental embedding
 def test_embed_images_only_new_or_changed(tmp_path):
-    from imgclust.api import embed_images
+    from imgclust.pipeline.embed import embed_images
 
     folder = tmp_path / "imgs"
     paths = write_random_images(folder, 12)
@@ -223,10 +222,10 @@ def test_interrupt_keeps_encoded_batches(tmp_path):
 _SLOW_EMBED = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from imgclust.embed import embed_records
+    from imgclust.pipeline.embed import embed_records
     from imgclust.encoders import create_encoder
-    from imgclust.sources import ImageRecord
-    from imgclust.store import EmbeddingStore
+    from imgclust.pipeline.sources import ImageRecord
+    from imgclust.pipeline.store import EmbeddingStore
 
     folder, cache = sys.argv[1], sys.argv[2]
     enc = create_encoder("pixels")

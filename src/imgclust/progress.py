@@ -26,8 +26,15 @@ def progress_bar(total: int | None, description: str, enabled: bool = True, unit
     if not enabled:
         yield lambda n=1, **fields: None
         return
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
-                               TimeElapsedColumn, TimeRemainingColumn)
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TaskProgressColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
 
     class _Rate(TextColumn):
         def render(self, task):  # noqa: D102 - rich API

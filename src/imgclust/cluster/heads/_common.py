@@ -94,7 +94,7 @@ class InputScaler:
     cosine geometry the neighbours were mined in.
     """
 
-    def fit(self, X: np.ndarray) -> "InputScaler":
+    def fit(self, X: np.ndarray) -> InputScaler:
         self.mean_ = X.mean(0).astype(np.float32)
         var = float(((X - self.mean_) ** 2).sum(1).mean()) / X.shape[1]
         self.scale_ = float(np.sqrt(max(var, 1e-12)))
@@ -292,7 +292,7 @@ class MultiHead(nn.Module):
         return h
 
     @torch.no_grad()
-    def subset(self, heads: Sequence[int]) -> "MultiHead":
+    def subset(self, heads: Sequence[int]) -> MultiHead:
         """A new module with copies of the given heads only."""
         heads = torch.as_tensor(list(heads), dtype=torch.long)
         sub = MultiHead(self.in_dim, self.n_clusters, len(heads), self.hidden, self.cosine)

@@ -22,9 +22,22 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ._common import (Augmenter, EarlyStopping, HeadClusterer, MultiHead, TrainProgress, effective_neighbors,
-                      head_outputs, log_softmax, make_generator, mine_neighbors, minibatches, n_batches,
-                      sample_neighbors, softmax)
+from ._common import (
+    Augmenter,
+    EarlyStopping,
+    HeadClusterer,
+    MultiHead,
+    TrainProgress,
+    effective_neighbors,
+    head_outputs,
+    log_softmax,
+    make_generator,
+    mine_neighbors,
+    minibatches,
+    n_batches,
+    sample_neighbors,
+    softmax,
+)
 
 __all__ = ["SCAN", "scan_loss", "self_label_loss", "entropy"]
 

@@ -26,9 +26,23 @@ import math
 import numpy as np
 import torch
 
-from ._common import (Augmenter, EarlyStopping, HeadClusterer, MultiHead, TrainProgress, align_heads,
-                      effective_neighbors, head_outputs, log_softmax, make_generator, mine_neighbors, minibatches,
-                      n_batches, sample_neighbors, softmax)
+from ._common import (
+    Augmenter,
+    EarlyStopping,
+    HeadClusterer,
+    MultiHead,
+    TrainProgress,
+    align_heads,
+    effective_neighbors,
+    head_outputs,
+    log_softmax,
+    make_generator,
+    mine_neighbors,
+    minibatches,
+    n_batches,
+    sample_neighbors,
+    softmax,
+)
 
 __all__ = ["TEMI", "temi_loss", "beta_pmi"]
 

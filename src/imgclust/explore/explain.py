@@ -30,7 +30,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = ["ExplainItem", "ExplainResult", "gradcam", "overlay", "explain_run", "cluster_centroids"]
 
@@ -289,16 +289,15 @@ def explain_run(run_dir: str | os.PathLike, *, per_cluster: int = 4, clusters: S
     Returns:
         An :class:`ExplainResult` with one item per explained image.
     """
-    from .api import load_run
-    from .explore import _embeddings, run_encoder
-    from .sources import DecodeError, load_image
-    from .store import atomic_write_bytes, atomic_write_text
+    from .._io import atomic_write_bytes, atomic_write_text
+    from ..pipeline.sources import DecodeError, load_image
+    from ..rundir import load_run, run_embeddings, run_encoder
 
     if per_cluster < 1:
         raise ImgclustError(f"--per-cluster must be at least 1 (got {per_cluster})")
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    emb = _embeddings(run)
+    emb = run_embeddings(run)
     cols = run["table"].to_pydict()
     labels = np.asarray(cols["cluster"], np.int64)
     dist = np.asarray([np.inf if v is None or not np.isfinite(v) else v for v in cols["distance"]], np.float64)
@@ -354,7 +353,7 @@ def explain_run(run_dir: str | os.PathLike, *, per_cluster: int = 4, clusters: S
                       for it in result.items]}
     atomic_write_text(out / "explain.json", json.dumps(meta, indent=2))
     if report and out_dir is None:
-        from .report import build_report
+        from ..report import build_report
 
         build_report(run_dir)
     return result

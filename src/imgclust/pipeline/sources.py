@@ -14,7 +14,7 @@ from typing import Iterable, Sequence
 
 from PIL import Image, ImageOps
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = ["ImageRecord", "IMAGE_EXTENSIONS", "discover", "read_manifest", "load_image", "file_hash",
            "DecodeError", "MAX_PIXELS"]
@@ -77,7 +77,8 @@ def _walk(root: str) -> Iterable[str]:
 
 def _pattern_regex(pattern: str) -> re.Pattern:
     """A glob pattern as a regex over ``/``-separated paths: ``*``, ``?``, ``[...]`` stay within one
-    component, a ``**`` component matches zero or more folders (everything when it ends the pattern)."""
+    component, a ``**`` component matches zero or more folders (everything when it ends the pattern).
+    """
     parts = pattern.split("/")
     out = ""
     for n, comp in enumerate(parts):

@@ -9,13 +9,15 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
-__all__ = ["linear_probe", "kmeans_baseline"]
+__all__ = ["linear_probe", "kmeans_baseline", "probe_run"]
 
 
 def _normalize(X) -> np.ndarray:
@@ -97,8 +99,8 @@ def kmeans_baseline(X, y, n_clusters: int, n_init: int = 10, seeds: Sequence[int
     Returns:
         ``{"acc", "acc_std", "nmi", "nmi_std", "ari", "ari_std", "runs", "n_init", "seeds"}``.
     """
-    from .cluster.classic import KMeans
-    from .metrics import external_scores
+    from ..cluster.classic import KMeans
+    from ..metrics import external_scores
 
     Xn = _normalize(X)
     y = np.asarray(y)
@@ -118,3 +120,43 @@ def kmeans_baseline(X, y, n_clusters: int, n_init: int = 10, seeds: Sequence[int
         out[f"{key}_std"] = float(vals.std())
     out.update(runs=runs, n_init=int(n_init), seeds=seeds, n_clusters=int(n_clusters))
     return out
+
+
+def probe_run(run_dir: str | os.PathLike, cv: int = 5, random_state: int = 0, baseline: bool = True,
+              report: bool = True) -> dict:
+    """Supervised upper reference for a labelled run: a cross-validated linear probe (CLI: ``imgclust probe``).
+
+    Fits logistic regression on the run's embeddings with the known labels (``cv`` folds) and,
+    with ``baseline``, the papers' k-means protocol on the same embeddings, so the clustering
+    scores can be read against both. Results go to ``metrics.json`` under ``probe``.
+    """
+    from .._io import atomic_write_json
+    from ..rundir import load_run, run_embeddings
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir)
+    labels = run["table"].to_pydict().get("label")
+    if labels is None or all(v is None for v in labels):
+        raise ImgclustError(f"{run_dir} has no labels: run with --labels folder or a manifest with a label column")
+    emb = run_embeddings(run)
+    mask = np.array([v is not None for v in labels])
+    X = emb[mask]
+    y = np.asarray([str(v) for v in np.asarray(labels, object)[mask]])
+    classes, counts = np.unique(y, return_counts=True)
+    if len(classes) < 2:
+        raise ImgclustError("the linear probe needs at least two classes")
+    folds = int(min(cv, counts.min()))
+    if folds < 2:
+        raise ImgclustError("the linear probe needs at least two images of every class")
+    result = {"linear_probe": linear_probe(X, y, cv=folds, random_state=random_state)}
+    result.update({"acc": result["linear_probe"]["acc"], "acc_std": result["linear_probe"]["acc_std"]})
+    if baseline:
+        result["kmeans_baseline"] = kmeans_baseline(X, y, n_clusters=len(classes))
+    metrics = run["metrics"]
+    metrics["probe"] = result
+    atomic_write_json(run_dir / "metrics.json", metrics)
+    if report and (run_dir / "report.html").exists():
+        from ..report import build_report
+
+        build_report(run_dir)
+    return result

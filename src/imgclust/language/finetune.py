@@ -48,8 +48,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
-from .sources import DecodeError, ImageRecord, load_image
+from ..errors import ImgclustError
+from ..pipeline.sources import DecodeError, ImageRecord, load_image
 
 __all__ = ["finetune_clip", "retrieval_recall", "select_trainable", "read_pairs"]
 
@@ -69,7 +69,7 @@ def read_pairs(pairs: str | os.PathLike | Sequence[ImageRecord] | Sequence[tuple
     Returns:
         ``(records with a caption, skipped)`` where ``skipped`` lists ``{"path", "reason"}``.
     """
-    from .sources import read_manifest
+    from ..pipeline.sources import read_manifest
 
     if isinstance(pairs, (str, os.PathLike)):
         path = os.path.expanduser(str(pairs))
@@ -182,7 +182,7 @@ def _decode_all(encoder, records: list[ImageRecord], cache: bool, progress: bool
     """Decode every image once: keep the usable ones (preprocessed, when caching), report the others."""
     import torch
 
-    from .progress import progress_bar
+    from ..progress import progress_bar
 
     ok: list[ImageRecord] = []
     skipped: list[dict] = []
@@ -213,7 +213,6 @@ def _caption_key(text: str) -> str:
 
 def _contrastive_loss(img, txt, scale, same, bias=None):
     """Symmetric InfoNCE with identical captions as shared positives; sigmoid loss with a bias."""
-    import torch
     import torch.nn.functional as F
 
     logits = scale * img @ txt.t()
@@ -287,10 +286,10 @@ def finetune_clip(pairs: str | os.PathLike | Sequence[ImageRecord] | Sequence[tu
     """
     import torch
 
-    from .encoders import create_encoder
-    from .encoders.hf import HFEncoder, _quiet_load
-    from .progress import console, progress_bar
-    from .store import atomic_write_text
+    from .._io import atomic_write_text
+    from ..encoders import create_encoder
+    from ..encoders.hf import HFEncoder, _quiet_load
+    from ..progress import console, progress_bar
 
     t_start = time.perf_counter()
     if epochs < 1:

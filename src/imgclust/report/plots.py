@@ -18,8 +18,9 @@ def _figure(w: float, h: float):
 
 
 def _save(fig, path: str | os.PathLike) -> Path:
-    from .store import atomic_write_bytes
     import io
+
+    from .._io import atomic_write_bytes
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -85,7 +86,7 @@ def k_sweep(ks: Sequence[int], inertia: Sequence[float | None], silhouette: Sequ
 def _thumb(path: str, size: int):
     from PIL import Image
 
-    from .sources import DecodeError, load_image
+    from ..pipeline.sources import DecodeError, load_image
 
     try:
         img = load_image(path)

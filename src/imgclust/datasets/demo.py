@@ -67,8 +67,9 @@ def make_demo_dataset(root: str | os.PathLike, per_class: int = 24, size: int = 
 
     Idempotent: an existing complete dataset is left as is.
     """
-    from .store import atomic_write_bytes
     import io
+
+    from .._io import atomic_write_bytes
 
     root = Path(root)
     rng = np.random.default_rng(random_state)

@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = ["search_run", "query_embedding"]
 
@@ -34,7 +34,8 @@ def query_embedding(run: dict, query: str, device: str = "auto", encoder=None,
         templates: Text only: prompt templates with ``{}`` to ensemble the query through (e.g.
             ``["a photo of a {}."]`` for one-word queries); default: the text as given.
     """
-    from .naming import prompt_embeddings, run_encoder
+    from ..rundir import run_encoder
+    from .naming import prompt_embeddings
 
     if _is_image_query(query):
         path = os.path.abspath(os.path.expanduser(query))
@@ -43,17 +44,17 @@ def query_embedding(run: dict, query: str, device: str = "auto", encoder=None,
             row = paths.index(path)
             v = np.asarray(run["embeddings"][row], np.float32)
             return v / max(float(np.linalg.norm(v)), 1e-12), row
-        from .sources import DecodeError, load_image
+        from ..pipeline.sources import DecodeError, load_image
 
         try:
             image = load_image(path)
         except DecodeError as exc:
             raise ImgclustError(f"query image {query}: {exc.reason}") from exc
-        enc = run_encoder(run, device=device, encoder=encoder)
+        enc = run_encoder(run, device=device, encoder=encoder, strict=False)
         return enc.encode_images([image])[0], None
     if not query.strip():
         raise ImgclustError("empty query: give a sentence or the path of an image")
-    enc = run_encoder(run, device=device, encoder=encoder)
+    enc = run_encoder(run, device=device, encoder=encoder, strict=False)
     if not getattr(enc, "has_text", False):
         raise ImgclustError(f"text search needs an encoder with a text tower; this run used {enc.name!r} "
                             "(use CLIP/SigLIP or hf:DIR from `imgclust finetune`), or pass an image path "
@@ -85,7 +86,7 @@ def search_run(run_dir: str | os.PathLike, query: str, top: int = 10, device: st
         ImgclustError: Not a run directory, no embeddings, or a text query on an encoder
             without a text tower.
     """
-    from .api import load_run
+    from ..rundir import load_run
 
     if top < 1:
         raise ImgclustError(f"--top must be at least 1 (got {top})")

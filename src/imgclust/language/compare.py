@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any, Sequence
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = ["compare_encoders", "compare_markdown", "encoder_slug", "COLUMNS"]
 
@@ -159,10 +159,9 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
     Raises:
         ImgclustError: No encoders, duplicates, or every encoder failed.
     """
-    from . import api
-    from .api import _jsonable, cluster_images
-    from .sources import discover
-    from .store import atomic_write_text
+    from .._io import atomic_write_text, jsonable
+    from ..analyze import check_k, validate_options
+    from ..pipeline.sources import discover
 
     names = [e.strip() for e in (encoders.split(",") if isinstance(encoders, str) else encoders) if e.strip()]
     if not names:
@@ -175,21 +174,19 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
             slugs[i] = f"{s}-{i + 1}"
     # Problems every encoder would hit (inputs, options) fail here, before any embedding.
     n_images = len(discover(inputs, labels=labels))
-    validate = getattr(api, "_validate_options", None)
-    if validate is not None:
-        validate(method, reduce, map)
-    if isinstance(k, int) and k > n_images:
-        raise ImgclustError(f"k={k} is larger than the number of images ({n_images})")
+    validate_options(method, reduce, map)
+    if isinstance(k, int):
+        check_k(method, k, n_images, str(method))
     out_dir = Path(out) if out is not None else None
     rows: list[dict] = []
     t0 = time.perf_counter()
     for name, slug in zip(names, slugs):
         run_dir = out_dir / slug if out_dir is not None else None
         try:
-            result = cluster_images(inputs, encoder=name, reduce=reduce, n_components=n_components, map=map,
-                                    method=method, k=k, labels=labels, seeds=seeds, random_state=random_state,
-                                    device=device, batch_size=batch_size, cache_dir=cache_dir, out=run_dir,
-                                    plots=plots, report=False, progress=progress)
+            result = _cluster_with(name, inputs, run_dir, reduce=reduce, n_components=n_components, map=map,
+                                   method=method, k=k, labels=labels, seeds=seeds, random_state=random_state,
+                                   device=device, batch_size=batch_size, cache_dir=cache_dir, plots=plots,
+                                   progress=progress)
         except ImgclustError as exc:
             if not keep_going:
                 raise
@@ -199,7 +196,7 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
     if all(r.get("error") for r in rows):
         raise ImgclustError("no encoder could be compared: " + "; ".join(f"{r['encoder']}: {r['error']}" for r in rows))
     if out_dir is not None:
-        payload = _jsonable({
+        payload = jsonable({
             "config": {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
                        "encoders": names, "reduce": reduce, "n_components": n_components, "map": map,
                        "method": method, "k": k, "labels": labels, "seeds": seeds, "random_state": random_state},
@@ -216,10 +213,30 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
             if r.get("run_dir"):
                 atomic_write_text(Path(r["run_dir"]) / "compare.json", text)
                 if report:
-                    from .report import build_report
+                    from ..report import build_report
 
                     build_report(r["run_dir"])
     return rows
+
+
+def _cluster_with(encoder: str, inputs, run_dir, *, labels, batch_size, cache_dir, device, plots, progress,
+                  **cluster_args):
+    """One encoder's run: embed (through the cache), cluster and score, write its run directory."""
+    from ..analyze import cluster_embeddings
+    from ..pipeline.embed import embed_images
+    from ..report import write_run
+    from ..rundir import run_config
+
+    emb = embed_images(inputs, encoder=encoder, labels=labels, device=device, batch_size=batch_size,
+                       cache_dir=cache_dir, progress=progress)
+    config = run_config(inputs, emb, labels=labels, batch_size=batch_size, cache_dir=cache_dir,
+                        k=cluster_args.get("k"))
+    result = cluster_embeddings(emb.embeddings, emb.records, hashes=emb.hashes, skipped=emb.skipped,
+                                config=config, progress=progress, **cluster_args)
+    result.timings = {**emb.timings(), **result.timings}
+    if run_dir is not None:
+        write_run(result, run_dir, plots=plots, report=False)
+    return result
 
 
 def _best(rows: Sequence[dict]) -> dict[str, str]:

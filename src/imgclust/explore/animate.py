@@ -28,7 +28,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = ["History", "AnimateResult", "INITS", "init_centers", "kmeans_history", "kmedoids_history",
            "render_frames", "save_gif", "save_mp4", "compare_inits", "animate_run"]
@@ -218,7 +218,7 @@ def render_frames(coords: np.ndarray, h: History, title: str = "", size: tuple[f
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from .plots import palette
+    from ..report.plots import palette
 
     k = len(h.centers[0])
     cols = np.asarray(palette(k))[:, :3]
@@ -262,7 +262,7 @@ def save_gif(frames: Sequence[np.ndarray], path: str | os.PathLike, fps: float =
     """Write frames as a looping GIF (the last frame held ``hold`` seconds)."""
     from PIL import Image
 
-    from .store import atomic_write_bytes
+    from .._io import atomic_write_bytes
 
     if not frames:
         raise ImgclustError("no frames to write")
@@ -316,7 +316,7 @@ def compare_inits(X: np.ndarray, k: int, method: str = "kmeans", inits: Sequence
     """
     from sklearn.metrics import silhouette_score
 
-    from .metrics import external_scores
+    from ..metrics import external_scores
 
     inits = list(inits or INITS[method])
     run = kmeans_history if method == "kmeans" else kmedoids_history
@@ -345,7 +345,7 @@ def compare_inits(X: np.ndarray, k: int, method: str = "kmeans", inits: Sequence
 
 
 def _init_figure(comp: dict, method: str, path: Path) -> Path:
-    from .plots import _figure, _save
+    from ..report.plots import _figure, _save
 
     names = list(comp)
     score_keys = ["silhouette"] + [key for key in ("nmi", "acc") if key in comp[names[0]]]
@@ -408,9 +408,9 @@ def animate_run(run_dir: str | os.PathLike, method: str = "kmeans", *, k: int | 
     Returns:
         An :class:`AnimateResult`; the GIF has exactly ``n_iter`` frames.
     """
-    from .api import load_run
-    from .explore import _embeddings, cluster_space
-    from .store import atomic_write_text
+    from .._io import atomic_write_text
+    from ..rundir import load_run, run_embeddings
+    from .assign import cluster_space
 
     if method not in INITS:
         raise ImgclustError(f"--method must be kmeans or kmedoids (got {method!r})")
@@ -419,7 +419,7 @@ def animate_run(run_dir: str | os.PathLike, method: str = "kmeans", *, k: int | 
         raise ImgclustError(f"--init for {method} must be one of {', '.join(INITS[method])} (got {init!r})")
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    emb = _embeddings(run)
+    emb = run_embeddings(run)
     cols = run["table"].to_pydict()
     n_fit = int((run["run"].get("assign") or {}).get("n_fit") or len(emb))
     transform, _, space = cluster_space(run, n_fit)
@@ -460,7 +460,7 @@ def animate_run(run_dir: str | os.PathLike, method: str = "kmeans", *, k: int | 
     meta_path = out / f"{method}.json"
     atomic_write_text(meta_path, json.dumps(meta, indent=2, default=float))
     if report and out_dir is None:
-        from .report import build_report
+        from ..report import build_report
 
         build_report(run_dir)
     return AnimateResult(gif=gif, mp4=mp4_path, figure=fig, meta=meta_path, n_iter=h.n_iter, history=h,

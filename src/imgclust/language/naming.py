@@ -44,14 +44,13 @@ import io
 import json
 import math
 import os
-import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from .errors import ImgclustError
+from ..errors import ImgclustError
 
 __all__ = [
     "BUILTIN_VOCABS",
@@ -62,7 +61,6 @@ __all__ = [
     "contrastive_scores",
     "name_clusters",
     "prompt_embeddings",
-    "run_encoder",
 ]
 
 # Prompt ensemble (a short subset in the spirit of CLIP's ImageNet prompts): cheap enough to
@@ -165,42 +163,6 @@ def _vocab_label(vocab) -> str:
     return f"list of {len(list(vocab))} names"
 
 
-def run_encoder(run: dict, device: str = "auto", encoder=None):
-    """Re-create the encoder a run was embedded with (from ``run.json``'s ``config.encoder``).
-
-    Warns when the encoder's fingerprint differs from the run's (e.g. a ``hf:DIR`` checkpoint
-    re-saved since), because the stored embeddings then live in another space.
-
-    Args:
-        run: :func:`imgclust.api.load_run` output.
-        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        encoder: An already built :class:`~imgclust.encoders.Encoder` to use instead.
-    """
-    import dataclasses
-
-    from .encoders import create_encoder, get_spec
-
-    cfg = run["run"].get("config", {})
-    name = cfg.get("encoder")
-    if encoder is None:
-        if not name:
-            raise ImgclustError(f"{run['dir']}/run.json names no encoder; re-run `imgclust run`")
-        target = name
-        weights = cfg.get("encoder_weights")
-        if (name.startswith("hf:") and not os.path.exists(os.path.expanduser(name[3:])) and weights
-                and os.path.isdir(weights)):
-            # A relative hf:DIR given in another working directory: use the absolute path the
-            # run recorded, under the original name (so the fingerprint still matches).
-            target = dataclasses.replace(get_spec(f"hf:{weights}"), name=name)
-        encoder = create_encoder(target, device=device)
-    want = cfg.get("encoder_fingerprint")
-    if want and encoder.fingerprint() != want:
-        warnings.warn(f"encoder {encoder.name} differs from the one that embedded {run['dir']} "
-                      "(weights re-saved?): scores may be off; re-run `imgclust run` to re-embed",
-                      stacklevel=3)
-    return encoder
-
-
 def _logit_scale(encoder) -> float:
     """The model's own softmax temperature (CLIP's exp(logit_scale)), capped like CLIP at 100."""
     scale = getattr(getattr(encoder, "model", None), "logit_scale", None)
@@ -272,7 +234,7 @@ def _text_logits(X: np.ndarray, labels: np.ndarray, ids: list[int], text: np.nda
 
 def _classifier_logits(encoder, paths: list[str], labels: np.ndarray, distances: np.ndarray, ids: list[int],
                        sample: int, batch_size: int = 32):
-    from .sources import DecodeError, load_image
+    from ..pipeline.sources import DecodeError, load_image
 
     d = np.nan_to_num(np.asarray(distances, np.float64), nan=np.inf)
     members, means = [], []
@@ -306,7 +268,7 @@ def _write_names(run_dir: Path, table, labels: np.ndarray, best: dict[int, str])
     import pyarrow.csv as pacsv
     import pyarrow.parquet as pq
 
-    from .store import atomic_write_bytes
+    from .._io import atomic_write_bytes
 
     col = pa.array([best.get(int(c)) for c in labels], pa.string())
     if "cluster_name" in table.column_names:
@@ -323,8 +285,8 @@ def _write_names(run_dir: Path, table, labels: np.ndarray, best: dict[int, str])
 
 def _redraw_plots(run_dir: Path, run: dict, table, labels: np.ndarray, best: dict[int, str]) -> None:
     """Re-draw the two plots that label clusters, now with their names."""
-    from .plots import cluster_map, example_grid
-    from .summary import cluster_examples
+    from ..report.plots import cluster_map, example_grid
+    from ..report.summary import cluster_examples
 
     plots = run_dir / "plots"
     cols = table.to_pydict()
@@ -367,7 +329,7 @@ def name_clusters(run_dir: str | os.PathLike, vocab: str | os.PathLike | Sequenc
         ImgclustError: Not a run directory, no embeddings, an encoder without a text tower or
             a classifier head, or an unusable vocabulary.
     """
-    from .api import load_run
+    from ..rundir import load_run, run_encoder
 
     run_dir = Path(run_dir)
     run = load_run(run_dir)
@@ -380,7 +342,7 @@ def name_clusters(run_dir: str | os.PathLike, vocab: str | os.PathLike | Sequenc
     ids = sorted(set(labels.tolist()) - {-1})
     if not ids:
         raise ImgclustError(f"{run_dir} has no clusters to name (every image is noise)")
-    enc = run_encoder(run, device=device, encoder=encoder)
+    enc = run_encoder(run, device=device, encoder=encoder, strict=False)
 
     info: dict[str, Any] = {"encoder": enc.name, "vocab": _vocab_label(vocab), "top": int(top),
                             "score": SCORE_FORMULA, "contrast": float(contrast)}
@@ -450,7 +412,7 @@ class _ClassSubset:
 
 def _save(run_dir: Path, run: dict, table, labels: np.ndarray, result: dict[int, list[tuple[str, float]]],
           info: dict, report: bool) -> None:
-    from .store import atomic_write_text
+    from .._io import atomic_write_text
 
     best = {c: names[0][0] for c, names in result.items() if names}
     _write_names(run_dir, table, labels, best)
@@ -465,6 +427,6 @@ def _save(run_dir: Path, run: dict, table, labels: np.ndarray, result: dict[int,
     if (run_dir / "plots" / "cluster_map.png").exists():
         _redraw_plots(run_dir, run, table, labels, best)
     if report and (run_dir / "report.html").exists():
-        from .report import build_report
+        from ..report import build_report
 
         build_report(run_dir)

@@ -17,7 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["EmbeddingStore", "default_cache_dir", "atomic_write_bytes", "atomic_write_text"]
+from .._io import atomic_write_text, tmp_name
+
+__all__ = ["EmbeddingStore", "default_cache_dir"]
 
 
 def default_cache_dir() -> Path:
@@ -27,26 +29,6 @@ def default_cache_dir() -> Path:
         return Path(env).expanduser()
     xdg = os.environ.get("XDG_CACHE_HOME")
     return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "imgclust"
-
-
-def _tmp_name(path: Path) -> Path:
-    return path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to a temp file beside ``path``, fsync, then rename over ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _tmp_name(path)
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 class EmbeddingStore:
@@ -136,7 +118,7 @@ class EmbeddingStore:
             "vector": pa.FixedSizeListArray.from_arrays(pa.array(vs.reshape(-1), pa.float32()), self.dim),
         })
         name = self.dir / f"part-{time.time_ns():020d}-{uuid.uuid4().hex[:6]}.parquet"
-        tmp = _tmp_name(name)
+        tmp = tmp_name(name)
         pq.write_table(table, tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
@@ -168,7 +150,7 @@ class EmbeddingStore:
         })
         # "part-0..." sorts first, so a crash before the deletes only leaves duplicates that _load drops.
         name = self.dir / f"part-{0:020d}-{uuid.uuid4().hex[:6]}.parquet"
-        tmp = _tmp_name(name)
+        tmp = tmp_name(name)
         pq.write_table(table, tmp)
         os.replace(tmp, name)
         for p in old:

@@ -1,0 +1,257 @@
+"""Everything after the store: reduce, cluster (over seeds), score, map, as one function.
+
+:func:`cluster_embeddings` turns an (N, D) matrix of embeddings into a
+:class:`~imgclust.rundir.ClusteringResult`. It only chains the stages (:mod:`~imgclust.reduce`,
+:mod:`~imgclust.cluster`, :mod:`~imgclust.metrics`); each step below is one small function.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from .cluster import make_clusterer, needs_k, sweep_k
+from .errors import ImgclustError
+from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
+from .pipeline.sources import ImageRecord
+from .reduce import REDUCERS, Reducer
+from .rundir import ClusteringResult
+
+__all__ = ["cluster_embeddings", "validate_options", "check_k"]
+
+# Methods cheap enough to sweep k with themselves; others sweep with k-means.
+_SWEEPABLE = {"kmeans", "kmedoids", "agglomerative"}
+
+
+def validate_options(method, reduce: str, map: str) -> None:
+    """Fail on a bad method or reducer name before spending minutes on embedding."""
+    needs_k(method)  # raises ImgclustError listing the valid methods
+    for opt, value, valid in (("--reduce", reduce, REDUCERS), ("--map", map, REDUCERS[1:] + ("auto",))):
+        if value not in valid:
+            raise ImgclustError(f"unknown {opt} {value!r}; valid: {', '.join(valid)}")
+
+
+def check_k(method, k, n: int, name: str) -> tuple[bool, int | str | None]:
+    """``(takes_k, k)``: whether the method takes k, and k validated against ``n`` images."""
+    takes_k = needs_k(method)
+    if not takes_k:
+        return False, k
+    if k is None:
+        raise ImgclustError(f"method {name} needs --k N or --k auto")
+    if k == "auto":
+        return True, k
+    try:
+        k = int(k)
+    except (TypeError, ValueError):
+        raise ImgclustError(f"--k must be a number or 'auto' (got {k!r})") from None
+    if k < 2:
+        raise ImgclustError(f"k must be at least 2 (got {k})")
+    if k > n:
+        raise ImgclustError(f"k={k} is larger than the number of images ({n})")
+    return True, k
+
+
+def _true_labels(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(mask, labels)`` of the labelled records, or ``None`` when no record has a label."""
+    mask = np.array([r.label is not None for r in records])
+    if not mask.any():
+        return None
+    return mask, np.asarray([str(r.label) for r in records if r.label is not None])
+
+
+def _estimator(method, k, takes_k: bool, seed: int, progress: bool, params: dict):
+    """A fresh estimator for one seed: by name through the registry, or a clone of the given one."""
+    if isinstance(method, str):
+        return make_clusterer(method, n_clusters=k if takes_k else None, random_state=seed,
+                              progress=progress, **params)
+    from sklearn.base import clone
+
+    est = clone(method)
+    return est.set_params(random_state=seed) if "random_state" in est.get_params() else est
+
+
+def _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress, truth):
+    """Fit once per seed; the first seed's model and labels are the run's, every seed is scored."""
+    runs_int, runs_ext = [], []
+    model = labels = None
+    for s in range(max(1, int(seeds))):
+        est = method if (s == 0 and not isinstance(method, str)) else _estimator(
+            method, k, takes_k, random_state + s, progress, params)
+        est.fit(X)
+        lab = np.asarray(est.labels_, np.int64)
+        if s == 0:
+            model, labels = est, lab
+        runs_int.append(internal_scores(X, lab, random_state=random_state))
+        if truth is not None:
+            runs_ext.append(external_scores(truth[1], lab[truth[0]]))
+    return model, labels, runs_int, runs_ext
+
+
+def _map_coords(X0: np.ndarray, coords, map: str, random_state: int) -> np.ndarray:
+    """2-D map coordinates: given, the data itself when it is 1-2-D, else the ``map`` reducer."""
+    n = len(X0)
+    if coords is None:
+        if X0.shape[1] <= 2:
+            coords = np.pad(X0, ((0, 0), (0, 2 - X0.shape[1])))
+        else:
+            coords = Reducer(map, n_components=2, random_state=random_state).fit_transform(X0)
+    coords = np.asarray(coords, np.float32).reshape(n, -1)
+    if coords.shape[1] < 2:  # a 1-D map (e.g. 2 images) still needs x and y
+        coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return coords
+
+
+def centers_of(X: np.ndarray, labels: np.ndarray, model) -> np.ndarray:
+    """Cluster centres in ``X``'s space: the model's own when it has them, else member means."""
+    ids = sorted(set(labels.tolist()) - {-1})
+    k = max(ids) + 1 if ids else 0
+    given = getattr(model, "cluster_centers_", None)
+    if given is not None and len(given) == k and np.shape(given)[1] == X.shape[1]:
+        return np.asarray(given, np.float32)
+    centers = np.zeros((k, X.shape[1]), np.float32)
+    for c in ids:
+        centers[c] = X[labels == c].mean(0)
+    return centers
+
+
+def distances_and_confidence(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, model) -> tuple:
+    """Distance of each point to its centre, and a confidence: 1 - d1/d2, or the head's max probability."""
+    n = len(X)
+    dist = np.full(n, np.nan, np.float32)
+    conf = np.full(n, np.nan, np.float32)
+    if len(centers):
+        if n * len(centers) < 5e6:
+            d = np.sqrt(np.maximum(((X[:, None, :] - centers[None]) ** 2).sum(-1), 0))
+        else:
+            d = np.stack([np.linalg.norm(X - c, axis=1) for c in centers], 1)
+        ok = (labels >= 0) & (labels < len(centers))
+        dist[ok] = d[ok, labels[ok]]
+        if d.shape[1] > 1:
+            two = np.sort(d, axis=1)[:, :2]
+            conf = (1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12)).astype(np.float32)
+    proba = getattr(model, "probabilities_", None)
+    if proba is not None:
+        proba = np.asarray(proba)
+        conf = (proba.max(1) if proba.ndim == 2 else proba).astype(np.float32)
+    conf[labels < 0] = 0.0
+    return dist, conf
+
+
+def _training_summary(model, method_name: str) -> dict | None:
+    """Loss curve of a trained head (the best head's, when there are several)."""
+    history = getattr(model, "loss_history_", None)
+    if history is None:
+        return None
+    hist = np.asarray(history, np.float64)
+    best = int(getattr(model, "best_head_", 0) or 0)
+    per_epoch = hist[:, best] if hist.ndim == 2 and best < hist.shape[1] else hist.reshape(len(hist), -1).mean(1)
+    return {"method": method_name, "best_head": best, "epochs": int(len(hist)),
+            "loss_history": [float(v) for v in per_epoch]}
+
+
+def _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name) -> dict:
+    ids, counts = np.unique(labels, return_counts=True)
+    metrics: dict[str, Any] = {
+        "n_images": len(X0),
+        "n_clusters": int(len(set(labels.tolist()) - {-1})),
+        "n_noise": int((labels == -1).sum()),
+        "skipped": list(skipped or []),
+        "internal": aggregate_runs(runs_int),
+        "internal_space": "input" if reduce in (None, "none") else f"{reduce}-{X.shape[1]}",
+        "cluster_sizes": {int(c): int(m) for c, m in zip(ids, counts)},
+        "seeds": int(max(1, seeds)),
+    }
+    if truth is not None:
+        mask, yt = truth
+        ext = aggregate_runs(runs_ext)
+        if len(np.unique(yt)) > 1 and len(yt) > 5:
+            ext["top5_neighbor_acc"] = neighbor_accuracy(X0[mask], yt, k=min(5, len(yt) - 1))
+        metrics["external"] = ext
+        table, classes, clusters = confusion(yt, labels[mask])
+        metrics["confusion"] = {"classes": classes, "clusters": clusters, "matrix": table.tolist()}
+        metrics["n_labelled"] = int(mask.sum())
+    if sweep is not None:
+        metrics["k_sweep"] = sweep.to_dict()
+    training = _training_summary(model, method_name)
+    if training is not None:
+        metrics["training"] = training
+    return metrics
+
+
+def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | None = None, *,
+                       reduce: str = "pca", n_components: int = 50, map: str = "auto",
+                       method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
+                       random_state: int = 0, coords: np.ndarray | None = None, method_params: dict | None = None,
+                       progress: bool = False, hashes: list[str] | None = None,
+                       skipped: list[dict] | None = None, config: dict | None = None) -> ClusteringResult:
+    """Reduce, cluster and score precomputed embeddings (everything after the store).
+
+    Args:
+        embeddings: (N, D) L2-normalised image embeddings.
+        records: Matching records (paths, labels, captions); synthetic names when omitted.
+        reduce: Reducer for the clustering input: ``none``, ``pca``, ``umap`` or ``tsne``.
+        n_components: Clustering input dimension when reducing.
+        map: Reducer for the 2-D map (``auto`` = umap if installed, else tsne; or pca, tsne, umap).
+        method: Clusterer name (see :data:`imgclust.cluster.CLUSTERERS`) or an estimator.
+        k: Number of clusters, ``"auto"`` to sweep and pick by silhouette, or ``None`` for methods
+            that find their own (HDBSCAN).
+        seeds: Repeat clustering with this many seeds; scores get ``_std``.
+        random_state: Base seed.
+        coords: Precomputed 2-D map coordinates (reused by ``cluster --from``).
+        method_params: Extra keyword arguments for the clusterer.
+        progress: Show progress bars (trained heads).
+        hashes: Content hash per row (kept in the table).
+        skipped: Files skipped before embedding, reported in ``metrics.json``.
+        config: Configuration recorded so far (inputs, encoder...), extended here.
+
+    Returns:
+        A :class:`~imgclust.rundir.ClusteringResult`.
+    """
+    t0 = time.perf_counter()
+    validate_options(method, reduce or "none", map)
+    X0 = np.asarray(embeddings, np.float32)
+    n = len(X0)
+    if n == 0:
+        raise ImgclustError("no images could be embedded (all were skipped)")
+    records = list(records) if records is not None else [ImageRecord(f"item-{i}") for i in range(n)]
+    method_name = method if isinstance(method, str) else type(method).__name__
+    params = dict(method_params or {})
+    takes_k, k = check_k(method, k, n, method_name)
+    timings: dict[str, float] = {}
+
+    t = time.perf_counter()
+    X = X0 if reduce in (None, "none") else Reducer(reduce, n_components=n_components,
+                                                    random_state=random_state).fit_transform(X0)
+    timings["reduce"] = time.perf_counter() - t
+
+    sweep = None
+    if takes_k and k == "auto":
+        t = time.perf_counter()
+        sweep = sweep_k(X, method if isinstance(method, str) and method in _SWEEPABLE else "kmeans",
+                        random_state=random_state)
+        k = sweep.best_k
+        timings["k_sweep"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    truth = _true_labels(records)
+    model, labels, runs_int, runs_ext = _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress,
+                                                   truth)
+    timings["cluster"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    coords = _map_coords(X0, coords, map, random_state)
+    timings["map"] = time.perf_counter() - t
+
+    centers = centers_of(X, labels, model)
+    dist, conf = distances_and_confidence(X, labels, centers, model)
+    metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
+    timings["total_after_embedding"] = time.perf_counter() - t0
+    cfg = dict(config or {})
+    cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
+                "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
+                "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})
+    return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords,
+                            distances=dist, confidence=conf, centers=centers, metrics=metrics, config=cfg,
+                            timings=timings, sweep=sweep, hashes=list(hashes or []), model=model)

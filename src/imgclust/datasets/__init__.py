@@ -1,0 +1,1 @@
+"""Datasets that ship with the dependencies (the offline demo)."""

@@ -1,0 +1,240 @@
+"""Images -> vectors through the store: hash, reuse cached vectors, decode and encode the rest.
+
+:func:`embed_images` is the front half of the pipeline as one call (discover, build the
+encoder, open its store, embed); :func:`embed_records` is the store-aware loop itself.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from ..encoders import Encoder, create_encoder
+from ..progress import progress_bar
+from .sources import DecodeError, ImageRecord, discover, file_hash, load_image
+from .store import EmbeddingStore
+
+__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file"]
+
+
+@dataclass
+class EmbedResult:
+    """Embeddings of the usable records, in input order, and what was skipped and why."""
+
+    embeddings: np.ndarray
+    records: list[ImageRecord]
+    hashes: list[str]
+    skipped: list[dict] = field(default_factory=list)
+    n_cached: int = 0
+    n_encoded: int = 0
+    seconds: float = 0.0
+    total_seconds: float = 0.0
+    encoder: Encoder | None = None
+
+    @property
+    def images_per_second(self) -> float:
+        """Images encoded per second of encoding (cached images excluded)."""
+        return self.n_encoded / self.seconds if self.seconds > 0 and self.n_encoded else 0.0
+
+    def timings(self) -> dict:
+        """The embed stage's entries of ``run.json``'s ``timings``."""
+        return {"embed": self.total_seconds, "embed_images_per_s": self.images_per_second,
+                "n_encoded": self.n_encoded, "n_cached": self.n_cached}
+
+
+def _hash_one(rec: ImageRecord):
+    try:
+        return file_hash(rec.path), None
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or exc}"
+
+
+def _decode_one(rec: ImageRecord):
+    try:
+        return load_image(rec.path), None
+    except DecodeError as exc:
+        return None, exc.reason
+
+
+def _hash_all(records: list[ImageRecord], pool, progress: bool) -> tuple[list[str | None], list[dict]]:
+    """Content hash of every record (``None`` and a skip reason when the file cannot be read)."""
+    hashes: list[str | None] = [None] * len(records)
+    skipped: list[dict] = []
+    with progress_bar(len(records), "hashing", progress, "file") as adv:
+        for i, (h, err) in enumerate(pool.map(_hash_one, records, chunksize=64)):
+            hashes[i] = h
+            if err:
+                skipped.append({"path": records[i].path, "reason": err})
+            adv()
+    return hashes, skipped
+
+
+def _cached(hashes: list[str | None], store: EmbeddingStore | None) -> tuple[dict[str, np.ndarray], list[int], int]:
+    """Vectors already in the store, the first record index of every distinct hash still to embed,
+    and how many records were found in the store.
+    """
+    vectors: dict[str, np.ndarray] = {}
+    n_cached = 0
+    if store is not None:
+        present = [h for h in hashes if h is not None]
+        found, vecs = store.get(present)
+        vectors.update(zip([h for h, f in zip(present, found) if f], vecs))
+        n_cached = int(found.sum())
+    todo: list[int] = []
+    seen: set[str] = set()
+    for i, h in enumerate(hashes):
+        if h is None or h in vectors or h in seen:
+            continue
+        seen.add(h)  # identical files are decoded and encoded once
+        todo.append(i)
+    return vectors, todo, n_cached
+
+
+class _Flusher:
+    """Buffers new vectors and writes them to the store in chunks (each chunk is one atomic part)."""
+
+    def __init__(self, store: EmbeddingStore | None, every: int):
+        self.store, self.every = store, every
+        self.hashes: list[str] = []
+        self.vectors: list[np.ndarray] = []
+
+    def add(self, hashes: list[str], vectors: np.ndarray) -> None:
+        self.vectors.append(vectors)
+        self.hashes.extend(hashes)
+        if len(self.hashes) >= self.every:
+            self.flush()
+
+    def flush(self) -> None:
+        # An interrupt between the two appends above leaves them unequal: never write a half batch.
+        complete = sum(len(v) for v in self.vectors) == len(self.hashes)
+        if self.store is not None and self.hashes and complete:
+            self.store.add(self.hashes, np.concatenate(self.vectors))
+        self.hashes, self.vectors = [], []
+
+
+def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vectors: dict, batch_size: int,
+                    progress: bool) -> tuple[dict[str, str], int]:
+    """Decode and encode the ``todo`` records batch by batch; returns ``(bad hash -> reason, n encoded)``."""
+    bad: dict[str, str] = {}
+    n_encoded = 0
+    batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+    with progress_bar(len(todo), f"embedding ({encoder.name})", progress) as adv:
+        # Decode the next batch in threads while the model runs on the current one.
+        nxt = pool.map(_decode_one, [records[i] for i in batches[0]]) if batches else None
+        try:
+            for b, batch in enumerate(batches):
+                decoded = list(nxt)
+                nxt = pool.map(_decode_one, [records[i] for i in batches[b + 1]]) if b + 1 < len(batches) else None
+                imgs, ok = [], []
+                for i, (img, err) in zip(batch, decoded):
+                    if img is None:
+                        bad[hashes[i]] = err
+                    else:
+                        imgs.append(img)
+                        ok.append(i)
+                if imgs:
+                    emb = encoder.encode_images(imgs)
+                    vectors.update(zip((hashes[i] for i in ok), emb))
+                    flusher.add([hashes[i] for i in ok], emb)
+                    n_encoded += len(ok)
+                adv(len(batch))
+        finally:
+            # Interrupted (Ctrl-C) or the encoder failed: keep the batches already encoded so a
+            # re-run resumes from here (buffered rows are whole batches; never a half one).
+            flusher.flush()
+    return bad, n_encoded
+
+
+def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
+                  batch_size: int = 64, flush_every: int = 512, workers: int | None = None,
+                  progress: bool = True) -> EmbedResult:
+    """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
+
+    Files that cannot be read or decoded are skipped and reported, never fatal. New vectors
+    are flushed to the store every ``flush_every`` images, so a killed run resumes from there.
+
+    Args:
+        records: Images to embed.
+        encoder: Any :class:`~imgclust.encoders.Encoder`.
+        store: Cache for this encoder's fingerprint, or ``None`` for no caching.
+        batch_size: Images per forward pass.
+        flush_every: Images between store writes.
+        workers: Decoding threads (default: min(4, cpu count)).
+        progress: Show progress bars.
+    """
+    t0 = time.perf_counter()
+    workers = workers or min(4, os.cpu_count() or 1)
+    records = list(records)
+    with ThreadPoolExecutor(workers) as pool:
+        hashes, skipped = _hash_all(records, pool, progress)
+        vectors, todo, n_cached = _cached(hashes, store)
+        t_enc = time.perf_counter()
+        bad, n_encoded = (_encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
+                                          vectors, batch_size, progress) if todo else ({}, 0))
+        enc_seconds = time.perf_counter() - t_enc
+
+    kept = []
+    for i, h in enumerate(hashes):
+        if h in bad:
+            skipped.append({"path": records[i].path, "reason": bad[h]})
+        elif h is not None and h in vectors:
+            kept.append(i)
+    dim = encoder.dim or (len(next(iter(vectors.values()))) if vectors else 0)
+    emb = (np.stack([vectors[hashes[i]] for i in kept]).astype(np.float32) if kept
+           else np.zeros((0, dim), np.float32))
+    skipped.sort(key=lambda s: s["path"])
+    return EmbedResult(embeddings=emb, records=[records[i] for i in kept], hashes=[hashes[i] for i in kept],
+                       skipped=skipped, n_cached=n_cached, n_encoded=n_encoded, seconds=enc_seconds,
+                       total_seconds=time.perf_counter() - t0, encoder=encoder)
+
+
+def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None) -> EmbeddingStore:
+    """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root)."""
+    return EmbeddingStore(cache_dir, encoder.fingerprint(), encoder.dim,
+                          spec={"name": encoder.name, "weights": encoder.spec.weights})
+
+
+def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",
+                 labels: str | None = None, device: str = "auto", batch_size: int = 64,
+                 cache_dir: str | os.PathLike | None = None, cache: bool = True,
+                 progress: bool = False) -> EmbedResult:
+    """Discover and embed images through the cache (the pipeline up to the store).
+
+    Args:
+        inputs: Files, folders, globs, manifests, or a list of :class:`ImageRecord`.
+        encoder: Registry name, ``hf:<id or dir>``, or an :class:`~imgclust.encoders.Encoder`.
+        labels: ``folder`` or ``manifest`` (ignored for records).
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        batch_size: Images per forward pass.
+        cache_dir: Embedding cache root.
+        cache: Read and fill the cache.
+        progress: Show progress bars.
+
+    Returns:
+        An :class:`EmbedResult` whose ``encoder`` is the encoder used.
+    """
+    if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], ImageRecord):
+        records = list(inputs)
+    else:
+        records = discover(inputs, labels=labels)
+    enc = create_encoder(encoder, device=device)
+    store = open_store(enc, cache_dir) if cache else None
+    return embed_records(records, enc, store=store, batch_size=batch_size, progress=progress)
+
+
+def encode_file(encoder: Encoder, image: str | os.PathLike) -> np.ndarray:
+    """One image file's vector, or an :class:`ImgclustError` line saying why it cannot be used."""
+    from ..errors import ImgclustError
+
+    try:
+        img = load_image(str(image))
+    except DecodeError as exc:
+        raise ImgclustError(f"cannot use {image} as a query: {exc.reason}") from None
+    except FileNotFoundError:
+        raise ImgclustError(f"query image not found: {image}") from None
+    return encoder.encode_images([img])[0]

@@ -1,0 +1,250 @@
+"""The run directory contract: :class:`ClusteringResult` and how it is written and read back.
+
+A run directory holds ``clusters.parquet`` / ``clusters.csv`` (one row per image: ``path``,
+``cluster``, ``x``, ``y``, ``distance``, ``confidence``, ``label``, ``caption``, ``hash``),
+``metrics.json``, ``run.json`` (configuration, versions, timings), ``embeddings.npy`` and
+``centers.npy`` (what ``cluster --from`` and the explore commands reuse) and, for trained
+heads, ``model.pkl``. Plots and ``report.html`` are drawn from these files by
+:mod:`imgclust.report`. Every file is written atomically.
+
+Every command that works on a finished run reads it through :func:`load_run`; nothing here
+depends on how the run was produced.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import platform
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._io import atomic_write_bytes, atomic_write_json
+from .errors import ImgclustError
+from .pipeline.sources import ImageRecord
+
+__all__ = ["ClusteringResult", "load_run", "run_records", "run_embeddings", "write_table", "write_embeddings",
+           "write_run_json", "versions", "run_encoder", "run_config"]
+
+
+@dataclass
+class ClusteringResult:
+    """Everything a run produced, as data. :meth:`save` writes the run directory's data files."""
+
+    records: list[ImageRecord]
+    embeddings: np.ndarray
+    features: np.ndarray
+    labels: np.ndarray
+    coords: np.ndarray
+    distances: np.ndarray
+    confidence: np.ndarray
+    centers: np.ndarray
+    metrics: dict
+    config: dict
+    timings: dict = field(default_factory=dict)
+    sweep: Any = None
+    hashes: list[str] = field(default_factory=list)
+    model: Any = None
+
+    @property
+    def n_clusters(self) -> int:
+        """Number of clusters found (noise excluded)."""
+        return int(len(set(self.labels.tolist()) - {-1}))
+
+    @property
+    def paths(self) -> list[str]:
+        """Image paths in row order."""
+        return [r.path for r in self.records]
+
+    @property
+    def true_labels(self) -> list[str | None]:
+        """Known labels in row order (``None`` where unknown)."""
+        return [r.label for r in self.records]
+
+    def table(self):
+        """One row per image: path, cluster, x, y, distance, confidence, label, caption, hash."""
+        import pyarrow as pa
+
+        cols = {
+            "path": pa.array(self.paths, pa.string()),
+            "cluster": pa.array(self.labels.astype(np.int64)),
+            "x": pa.array(self.coords[:, 0].astype(np.float32)),
+            "y": pa.array(self.coords[:, 1].astype(np.float32)),
+            "distance": pa.array(self.distances.astype(np.float32)),
+            "confidence": pa.array(self.confidence.astype(np.float32)),
+        }
+        if any(r.label is not None for r in self.records):
+            cols["label"] = pa.array(self.true_labels, pa.string())
+        if any(r.caption is not None for r in self.records):
+            cols["caption"] = pa.array([r.caption for r in self.records], pa.string())
+        if self.hashes:
+            cols["hash"] = pa.array(self.hashes, pa.string())
+        return pa.table(cols)
+
+    def to_pandas(self):
+        """:meth:`table` as a pandas DataFrame."""
+        return self.table().to_pandas()
+
+    def save(self, out: str | os.PathLike) -> Path:
+        """Write the data files of the run directory (tables, arrays, metrics.json, run.json, model.pkl).
+
+        Plots and ``report.html`` are drawn from these by :func:`imgclust.report.write_run`.
+        """
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        write_table(out, self.table())
+        atomic_write_bytes(out / "embeddings.npy", _npy(self.embeddings))
+        atomic_write_bytes(out / "centers.npy", _npy(self.centers))
+        atomic_write_json(out / "metrics.json", self.metrics)
+        write_run_json(out, self.config, self.timings, self.sweep)
+        if self.model is not None and hasattr(self.model, "predict_proba"):
+            # Trained heads (SCAN/TEMI) are kept so `imgclust assign` can use their predictions.
+            import pickle
+
+            atomic_write_bytes(out / "model.pkl", pickle.dumps(self.model))
+        return out
+
+
+def _npy(arr) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, np.asarray(arr, np.float32))
+    return buf.getvalue()
+
+
+def write_table(out: str | os.PathLike, table) -> None:
+    """Write ``clusters.parquet`` and ``clusters.csv`` from one pyarrow table, atomically."""
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    out = Path(out)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(out / "clusters.parquet", buf.getvalue())
+    buf = io.BytesIO()
+    pacsv.write_csv(table, buf)
+    atomic_write_bytes(out / "clusters.csv", buf.getvalue())
+
+
+def write_embeddings(out: str | os.PathLike, embeddings: np.ndarray) -> None:
+    """Write ``embeddings.npy`` atomically (float32)."""
+    atomic_write_bytes(Path(out) / "embeddings.npy", _npy(embeddings))
+
+
+def run_config(inputs, emb, *, labels: str | None = None, batch_size: int = 64, cache_dir=None, k=None) -> dict:
+    """The configuration ``run.json`` records for images embedded as ``emb`` (an EmbedResult)."""
+    enc = emb.encoder
+    return {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+            "encoder": enc.name, "encoder_fingerprint": enc.fingerprint(), "encoder_weights": enc.spec.weights,
+            "embedding_dim": int(emb.embeddings.shape[1]) if emb.embeddings.size else enc.dim,
+            "device": enc.device, "labels": labels, "batch_size": batch_size,
+            "cache_dir": str(cache_dir) if cache_dir else None, "k_requested": k}
+
+
+def write_run_json(out: str | os.PathLike, config: dict, timings: dict, sweep=None, **extra) -> None:
+    """Write ``run.json``: configuration, timings per stage, package versions (and the k sweep)."""
+    run = {"config": config, "timings": timings, "versions": versions(),
+           "k_sweep": sweep.to_dict() if sweep is not None else None, **extra}
+    atomic_write_json(Path(out) / "run.json", run)
+
+
+def versions() -> dict:
+    """Python, platform and the versions of the packages that shape a run's numbers."""
+    from importlib import metadata
+
+    out = {"python": platform.python_version(), "platform": platform.platform()}
+    for pkg in ("imgclust", "numpy", "torch", "scikit-learn", "faiss-cpu", "umap-learn", "kmedoids",
+                "transformers", "pyarrow", "pillow"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def load_run(run_dir: str | os.PathLike) -> dict:
+    """Read a run directory back.
+
+    Returns:
+        ``{"dir", "table" (pyarrow), "metrics", "run", "embeddings", "centers"}``; the arrays are
+        ``None`` when their files are absent.
+    """
+    import pyarrow.parquet as pq
+
+    run_dir = Path(run_dir)
+    if not (run_dir / "clusters.parquet").exists():
+        raise ImgclustError(f"{run_dir} is not an imgclust run directory (no clusters.parquet)")
+    out = {"dir": run_dir, "table": pq.read_table(run_dir / "clusters.parquet"),
+           "metrics": json.loads((run_dir / "metrics.json").read_text()),
+           "run": json.loads((run_dir / "run.json").read_text())}
+    emb = run_dir / "embeddings.npy"
+    out["embeddings"] = np.load(emb) if emb.exists() else None
+    cen = run_dir / "centers.npy"
+    out["centers"] = np.load(cen) if cen.exists() else None
+    return out
+
+
+def run_embeddings(run: dict) -> np.ndarray:
+    """The run's embeddings as float32, checked against its table (one row per image)."""
+    emb = run["embeddings"]
+    if emb is None:
+        raise ImgclustError(f"{run['dir']} has no embeddings.npy; re-run `imgclust run`")
+    if len(emb) != run["table"].num_rows:
+        raise ImgclustError(f"{run['dir']}: embeddings.npy has {len(emb)} rows but clusters.parquet has "
+                            f"{run['table'].num_rows}; the run directory is inconsistent")
+    return np.asarray(emb, np.float32)
+
+
+def run_records(run: dict, rows=None) -> list[ImageRecord]:
+    """:class:`ImageRecord` of each row (or of ``rows``) of a loaded run: path, label, caption."""
+    cols = run["table"].to_pydict()
+    n = len(cols["path"])
+    labels = cols.get("label") or [None] * n
+    captions = cols.get("caption") or [None] * n
+    idx = range(n) if rows is None else rows
+    return [ImageRecord(str(cols["path"][i]), labels[i], captions[i]) for i in idx]
+
+
+def run_encoder(run: dict, device: str = "auto", encoder=None, strict: bool = True):
+    """Re-create the encoder a run was embedded with (``run.json``'s ``config.encoder``).
+
+    Args:
+        run: :func:`load_run` output.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        encoder: Use this encoder (name or object) instead of the recorded one.
+        strict: A fingerprint that differs from the run's (other weights or preprocessing) is an
+            error; with ``strict=False`` only a warning (naming and search still make sense on
+            a re-saved checkpoint, neighbour distances do not).
+    """
+    import dataclasses
+    import warnings
+
+    from .encoders import create_encoder, get_spec
+
+    cfg = run["run"].get("config", {}) or {}
+    name = cfg.get("encoder")
+    if encoder is None:
+        if not name:
+            raise ImgclustError(f"{run['dir']} does not record its encoder (run.json config.encoder); "
+                                "re-run `imgclust run` on the images")
+        target = name
+        weights = cfg.get("encoder_weights")
+        if (name.startswith("hf:") and not os.path.exists(os.path.expanduser(name[3:])) and weights
+                and os.path.isdir(weights)):
+            # A relative hf:DIR given in another working directory: use the absolute path the
+            # run recorded, under the original name (so the fingerprint still matches).
+            target = dataclasses.replace(get_spec(f"hf:{weights}"), name=name)
+        encoder = target
+    if isinstance(encoder, str) or dataclasses.is_dataclass(encoder):  # a name or a spec; objects pass through
+        encoder = create_encoder(encoder, device=device)
+    want = cfg.get("encoder_fingerprint")
+    if want and encoder.fingerprint() != want:
+        if strict:
+            raise ImgclustError(f"encoder {encoder.name} (fingerprint {encoder.fingerprint()}) is not the one this "
+                                f"run was embedded with ({want}): its vectors would not be comparable")
+        warnings.warn(f"encoder {encoder.name} differs from the one that embedded {run['dir']} "
+                      "(weights re-saved?): scores may be off; re-run `imgclust run` to re-embed", stacklevel=3)
+    return encoder
