@@ -1,7 +1,7 @@
 """Benchmark the deep clustering heads (SCAN, TEMI) against the k-means baseline.
 
 Embeds a labelled image folder (default: the CIFAR-10 test set in ``../shared``) with
-EfficientNet-Lite0 once (cached to ``benchmarks/results/cifar10_effnet_lite0.npz``), then runs
+EfficientNet-Lite0 once (through imgclust's embedding cache), then runs
 k-means (the papers' protocol: several inits, fit on all images), SCAN and TEMI with several
 seeds, and records ACC/NMI/ARI (mean +- std), wall time and peak memory. A cross-validated
 linear probe gives the supervised upper reference.
@@ -31,93 +31,37 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "datasets" / "cifar10-test"
 RESULTS = ROOT / "benchmarks" / "results"
-CACHE = RESULTS / "cifar10_effnet_lite0.npz"
-EXTS = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
-def _list_folder(folder: Path, per_class: int | None) -> tuple[list[Path], np.ndarray, list[str]]:
-    classes = sorted(p.name for p in folder.iterdir() if p.is_dir())
-    paths, labels = [], []
-    for ci, c in enumerate(classes):
-        files = sorted(p for p in (folder / c).iterdir() if p.suffix.lower() in EXTS)
-        if per_class:
-            files = files[:per_class]
-        paths += files
-        labels += [ci] * len(files)
-    return paths, np.asarray(labels, np.int64), classes
+def load_embeddings(folder: str | Path, per_class: int | None = None,
+                    encoder: str = "efficientnet-lite0") -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and integer labels of a class-per-subfolder image folder, through imgclust's store.
 
-
-def _subset(X: np.ndarray, y: np.ndarray, rank: np.ndarray, per_class: int | None):
-    """The first ``per_class`` images of every class (same order as the folder listing)."""
-    if not per_class:
-        return X, y
-    keep = rank < per_class
-    return X[keep], y[keep]
-
-
-def _encode_direct(paths: list[Path], batch_size: int = 64) -> np.ndarray:
-    """Encode with imgclust's EfficientNet-Lite0 encoder directly (fallback path)."""
-    from PIL import Image
-
-    from imgclust.encoders import create_encoder
-
-    enc = create_encoder("efficientnet-lite0", device="cpu")
-    out = []
-    t0 = time.time()
-    for i in range(0, len(paths), batch_size):
-        imgs = [Image.open(p).convert("RGB") for p in paths[i:i + batch_size]]
-        out.append(enc.encode_images(imgs))
-        done = min(i + batch_size, len(paths))
-        if (i // batch_size) % 10 == 0 or done == len(paths):
-            rate = done / max(time.time() - t0, 1e-9)
-            print(f"  encoded {done}/{len(paths)} ({rate:.1f} img/s)", file=sys.stderr, flush=True)
-    return np.concatenate(out).astype(np.float32)
-
-
-def load_embeddings(folder: str | Path, per_class: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """EfficientNet-Lite0 embeddings and integer labels of a class-per-subfolder image folder.
-
-    Tries the project's embedding pipeline (``imgclust.api.embed_folder``) first and falls back
-    to encoding with ``imgclust.encoders.create_encoder`` and PIL. The whole folder is cached to
-    ``benchmarks/results/cifar10_effnet_lite0.npz`` (keyed by folder path), so reruns and smaller
-    ``per_class`` subsets are instant.
+    Vectors come from the same embedding cache every imgclust run uses (keyed by file content and
+    encoder fingerprint, so a change of weights or preprocessing re-embeds): the first call embeds,
+    later calls and subsets are instant.
 
     Args:
         folder: Image folder with one subfolder per class.
-        per_class: Keep the first ``per_class`` images of each class (``None``/0 = all).
+        per_class: Keep the first ``per_class`` images of each class in path order (``None``/0 = all).
+        encoder: imgclust encoder name.
 
     Returns:
-        ``(X, y)``: (N, 1280) float32 L2-normalised embeddings and (N,) int64 labels.
+        ``(X, y)``: (N, D) float32 L2-normalised embeddings and (N,) int64 labels.
     """
-    folder = Path(folder).resolve()
-    if CACHE.exists():
-        z = np.load(CACHE, allow_pickle=False)
-        if str(z["folder"]) == str(folder):
-            X, y, rank = z["X"], z["y"], z["rank"]
-            return _subset(X, y, rank, per_class)
-    paths, y, _ = _list_folder(folder, None)
-    X = None
-    try:  # the project's pipeline, when it exists (being written concurrently)
-        from imgclust.api import embed_folder  # type: ignore
+    from imgclust.pipeline.embed import embed_images
+    from imgclust.pipeline.sources import discover
 
-        res = embed_folder(folder, encoder="efficientnet-lite0", device="cpu")
-        Xp = np.asarray(getattr(res, "embeddings", res[0] if isinstance(res, tuple) else res), np.float32)
-        rpaths = getattr(res, "paths", res[1] if isinstance(res, tuple) and len(res) > 1 else None)
-        if rpaths is not None and len(rpaths) == len(Xp):
-            pos = {str(Path(p).resolve()): i for i, p in enumerate(rpaths)}
-            X = Xp[[pos[str(p.resolve())] for p in paths]]
-        elif len(Xp) == len(paths):
-            X = Xp
-    except Exception as exc:  # noqa: BLE001 - any failure: use the direct encoder
-        print(f"imgclust.api.embed_folder unavailable ({type(exc).__name__}: {exc}); encoding directly",
-              file=sys.stderr)
-    if X is None:
-        X = _encode_direct(paths)
-    X = X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12)
-    rank = np.concatenate([np.arange((y == c).sum()) for c in np.unique(y)])
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    np.savez(CACHE, X=X.astype(np.float32), y=y, rank=rank, folder=str(folder))
-    return _subset(X, y, rank, per_class)
+    records = sorted(discover([str(folder)], labels="folder"), key=lambda r: r.path)
+    if per_class:
+        by_class: dict[str, list] = {}
+        for r in records:
+            by_class.setdefault(r.label, []).append(r)
+        records = sorted((r for rs in by_class.values() for r in rs[:per_class]), key=lambda r: r.path)
+    emb = embed_images(records, encoder=encoder, device="cpu", progress=sys.stderr.isatty())
+    classes = sorted({r.label for r in emb.records})
+    y = np.asarray([classes.index(r.label) for r in emb.records], np.int64)
+    return emb.embeddings, y
 
 
 # ------------------------------------------------------------------------------- measurement

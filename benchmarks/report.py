@@ -142,7 +142,8 @@ def main() -> int:
                "cluster_s": t_cluster, "build_s": t_build}
         row.update(_measure(report, args.repeats))
         results.append(row)
-        print(f"{row['n_images']:>6} images: report {row['report_mb']:.1f} MB (thumbnails {row['thumbnails_mb']:.1f} MB,"
+        print(f"{row['n_images']:>6} images: report {row['report_mb']:.1f} MB "
+              f"(thumbnails {row['thumbnails_mb']:.1f} MB,"
               f" {row['per_image_kb']:.2f} kB/image), built in {t_build:.1f} s; time-to-interactive "
               f"{row['tti_ms']:.0f} ms (wall {row['wall_ms']:.0f} ms, script {row['script_ms']:.0f} ms), hover "
               f"{row['hover_ms']:.0f} ms, click->neighbours {row['click_ms']:.0f} ms, JS heap "

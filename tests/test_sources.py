@@ -249,7 +249,8 @@ def test_rocov2_layout(tmp_path):
         "ROCOv2_2023_train_000002,X-ray of the left hand\n")
     recs = discover(tmp_path / "train_captions.csv")
     assert recs == [
-        ImageRecord(str(tmp_path / "images" / "ROCOv2_2023_train_000001.jpg"), None, "CT scan of the chest, axial view"),
+        ImageRecord(str(tmp_path / "images" / "ROCOv2_2023_train_000001.jpg"), None,
+                    "CT scan of the chest, axial view"),
         ImageRecord(str(tmp_path / "ROCOv2_2023_train_000002.png"), None, "X-ray of the left hand"),
     ]
 

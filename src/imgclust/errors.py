@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
-__all__ = ["ImgclustError", "MissingDependencyError", "require"]
+__all__ = ["ImgclustError", "InputError", "MissingDependencyError", "require"]
 
 
 class ImgclustError(Exception):
     """A problem with the user's input or environment (bad path, no images, k too large...)."""
 
     exit_code = 2
+
+
+class InputError(ImgclustError, ValueError):
+    """Data or a parameter an estimator cannot work with (too few images, k out of range).
+
+    Also a ``ValueError``, so scikit-learn tooling that expects one (``check_estimator``,
+    parameter searches) treats it as the invalid input it is.
+    """
 
 
 class MissingDependencyError(ImgclustError, ImportError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .errors import ImgclustError, require
 
@@ -48,8 +49,14 @@ class Reducer(TransformerMixin, BaseEstimator):
         self.perplexity = perplexity
         self.random_state = random_state
 
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.transformer_tags.preserves_dtype = ["float32"]  # embeddings are float32 throughout
+        return tags
+
     def fit(self, X, y=None):
-        X = np.asarray(X, dtype=np.float32)
+        """Fit the reducer on ``X`` (N, D); ``embedding_`` holds the reduced training data."""
+        X = validate_data(self, X, dtype=np.float32)
         method = resolve_map_method(self.method)
         if method not in REDUCERS:
             raise ImgclustError(f"unknown reducer {self.method!r}; valid: {', '.join(REDUCERS)} (or auto)")
@@ -87,10 +94,13 @@ class Reducer(TransformerMixin, BaseEstimator):
         return self
 
     def fit_transform(self, X, y=None):
+        """Fit on ``X`` and return its reduced form (``embedding_``)."""
         return self.fit(X).embedding_
 
     def transform(self, X):
-        X = np.asarray(X, dtype=np.float32)
+        """Reduce new rows with the fitted model (not available for t-SNE)."""
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float32, reset=False)
         if self.model_ is None:
             return X.copy()
         if self.method_ == "tsne":

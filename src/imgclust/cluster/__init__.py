@@ -1,4 +1,6 @@
-"""Clusterers behind one registry. Every one follows the scikit-learn estimator contract:
+"""Clusterers behind one registry.
+
+Every one follows the scikit-learn estimator contract:
 ``__init__`` stores arguments, ``fit(X)`` returns ``self`` and sets ``labels_`` (-1 = noise);
 ``predict(X)`` assigns new points where the method allows it.
 """

@@ -4,21 +4,35 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
-from ..errors import ImgclustError
+from ..errors import InputError
 
 __all__ = ["KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral"]
 
 
 def _check_k(X: np.ndarray, k: int | None) -> int:
     if k is None:
-        raise ImgclustError("this method needs a number of clusters: pass --k N or --k auto")
+        raise InputError("this method needs a number of clusters: pass --k N or --k auto")
+    if len(X) < 2:
+        raise InputError("clustering needs at least 2 images (got 1 sample)")
     k = int(k)
     if k < 2:
-        raise ImgclustError(f"k must be at least 2 (got {k})")
+        raise InputError(f"k must be at least 2 (got {k})")
     if k > len(X):
-        raise ImgclustError(f"k={k} is larger than the number of images ({len(X)})")
+        raise InputError(f"k={k} is larger than the number of images ({len(X)})")
     return k
+
+
+def _fit_input(est, X, dtype=np.float32) -> np.ndarray:
+    """Validated, C-contiguous training data; records ``n_features_in_`` (scikit-learn contract)."""
+    return np.ascontiguousarray(validate_data(est, X, dtype=dtype))
+
+
+def _predict_input(est, X) -> np.ndarray:
+    """Validated data for ``predict``: fitted, same number of features as in ``fit``."""
+    check_is_fitted(est)
+    return np.ascontiguousarray(validate_data(est, X, dtype=np.float32, reset=False))
 
 
 def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -62,10 +76,11 @@ class KMeans(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
         import faiss
         from sklearn.cluster import kmeans_plusplus
 
-        X = np.ascontiguousarray(X, dtype=np.float32)
+        X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
         best = None
         for r in range(max(1, int(self.n_init))):
@@ -81,13 +96,14 @@ class KMeans(ClusterMixin, BaseEstimator):
             labels, d = _nearest(X, km.centroids)
             inertia = float(d.sum())
             if best is None or inertia < best[0]:
-                best = (inertia, km.centroids.copy(), labels)
-        self.inertia_, self.cluster_centers_, labels = best
+                best = (inertia, km.centroids.copy(), labels, len(getattr(km, "iteration_stats", [])) or self.max_iter)
+        self.inertia_, self.cluster_centers_, labels, self.n_iter_ = best
         self.labels_ = labels.astype(np.int64)
         return self
 
     def predict(self, X):
-        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+        """Index of the nearest cluster centre of each row."""
+        return _nearest(_predict_input(self, X), self.cluster_centers_)[0].astype(np.int64)
 
 
 class KMedoids(ClusterMixin, BaseEstimator):
@@ -107,10 +123,11 @@ class KMedoids(ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
         import kmedoids
         from sklearn.metrics import pairwise_distances
 
-        X = np.asarray(X, dtype=np.float32)
+        X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
         diss = pairwise_distances(X, metric="euclidean").astype(np.float64)
         res = kmedoids.fasterpam(diss, k, max_iter=self.max_iter, init=self.init, random_state=self.random_state)
@@ -122,7 +139,8 @@ class KMedoids(ClusterMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+        """Index of the nearest cluster centre of each row."""
+        return _nearest(_predict_input(self, X), self.cluster_centers_)[0].astype(np.int64)
 
 
 class HDBSCAN(ClusterMixin, BaseEstimator):
@@ -137,12 +155,13 @@ class HDBSCAN(ClusterMixin, BaseEstimator):
         self.random_state = random_state  # unused: HDBSCAN is deterministic
 
     def fit(self, X, y=None):
+        """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
         from sklearn.cluster import HDBSCAN as _HDBSCAN
 
-        X = np.asarray(X, dtype=np.float64)
+        X = _fit_input(self, X, dtype=np.float64)
         mcs = self.min_cluster_size or max(5, len(X) // 100)
         if len(X) < 2:
-            raise ImgclustError("HDBSCAN needs at least 2 images")
+            raise InputError("HDBSCAN needs at least 2 images (got 1 sample)")
         model = _HDBSCAN(min_cluster_size=min(mcs, len(X)), min_samples=self.min_samples,
                          store_centers="centroid").fit(X)
         self.labels_ = model.labels_.astype(np.int64)
@@ -153,17 +172,21 @@ class HDBSCAN(ClusterMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        """Nearest cluster centroid of each row (-1 for all when HDBSCAN found only noise)."""
+        X = _predict_input(self, X)
         if not len(self.cluster_centers_):
             return np.full(len(X), -1, dtype=np.int64)
-        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+        return _nearest(X, self.cluster_centers_)[0].astype(np.int64)
 
 
 class _CentroidMixin:
     def _set_centers(self, X):
-        self.cluster_centers_ = np.stack([X[self.labels_ == c].mean(0) for c in range(self.n_clusters)]).astype(np.float32)
+        k = int(self.labels_.max()) + 1
+        self.cluster_centers_ = np.stack([X[self.labels_ == c].mean(0) for c in range(k)]).astype(np.float32)
 
     def predict(self, X):
-        return _nearest(np.asarray(X, np.float32), self.cluster_centers_)[0].astype(np.int64)
+        """Index of the nearest cluster centre of each row."""
+        return _nearest(_predict_input(self, X), self.cluster_centers_)[0].astype(np.int64)
 
 
 class Agglomerative(_CentroidMixin, ClusterMixin, BaseEstimator):
@@ -177,9 +200,10 @@ class Agglomerative(_CentroidMixin, ClusterMixin, BaseEstimator):
         self.random_state = random_state  # unused: deterministic
 
     def fit(self, X, y=None):
+        """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
         from sklearn.cluster import AgglomerativeClustering
 
-        X = np.asarray(X, dtype=np.float32)
+        X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
         self.labels_ = AgglomerativeClustering(n_clusters=k, linkage=self.linkage).fit_predict(X).astype(np.int64)
         self._set_centers(X)
@@ -197,9 +221,10 @@ class Spectral(_CentroidMixin, ClusterMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None):
+        """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
         from sklearn.cluster import SpectralClustering
 
-        X = np.asarray(X, dtype=np.float32)
+        X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
         model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors",
                                    n_neighbors=min(self.n_neighbors, len(X) - 1), assign_labels="cluster_qr",

@@ -25,6 +25,7 @@ class KSweep:
     extra: dict = field(default_factory=dict)
 
     def to_dict(self) -> dict:
+        """The JSON-able form written to metrics.json and run.json."""
         return {"ks": self.ks, "inertia": self.inertia, "silhouette": self.silhouette,
                 "best_k": self.best_k, "criterion": self.criterion}
 

@@ -1,5 +1,7 @@
-"""The embedded demo dataset: photos bundled with scikit-image, each expanded into a group of
-random crops, flips and colour shifts. The task is to recover which photo each image came from.
+"""The embedded demo dataset: photos bundled with scikit-image.
+
+Each photo is expanded into a group of random crops, flips and colour shifts. The task is to
+recover which photo each image came from.
 
 Nothing is downloaded: the photos ship inside scikit-image's wheel.
 """

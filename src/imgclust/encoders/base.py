@@ -133,23 +133,29 @@ class Encoder:
 
     @property
     def name(self) -> str:
+        """Registry name of the encoder."""
         return self.spec.name
 
     @property
     def dim(self) -> int:
+        """Embedding dimension (0 until known)."""
         return self.spec.dim
 
     @property
     def has_text(self) -> bool:
+        """Whether :meth:`encode_text` works (a text tower sharing the image space)."""
         return self.spec.has_text
 
     def fingerprint(self) -> str:
+        """The embedding store's key: weights + preprocessing (see :meth:`EncoderSpec.fingerprint`)."""
         return self.spec.fingerprint()
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:  # pragma: no cover
+        """RGB PIL images -> L2-normalised float32 (N, D)."""
         raise NotImplementedError
 
     def encode_text(self, texts: Sequence[str]) -> np.ndarray:
+        """Texts -> L2-normalised float32 (N, D) in the image space; only encoders with a text tower."""
         from ..errors import ImgclustError
 
         raise ImgclustError(f"encoder {self.name!r} has no text tower; use a CLIP or SigLIP encoder")

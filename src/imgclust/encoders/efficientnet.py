@@ -66,6 +66,7 @@ class EfficientNetEncoder(Encoder):
         return self.model.extract_features(x)
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB PIL images -> L2-normalised float32 (N, D)."""
         import torch
 
         if not images:

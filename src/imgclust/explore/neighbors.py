@@ -1,5 +1,6 @@
-"""The images of a run most similar to a query image (the SCAN seed's candidate search), and a
-small clustering of just those candidates.
+"""The images of a run most similar to a query image (the SCAN seed's candidate search).
+
+Also a small clustering of just those candidates, with its own report.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ class NeighborsResult:
 
     @property
     def indices(self) -> list[int]:
+        """Row indices of the neighbours in the run, most similar first."""
         return [n.index for n in self.items]
 
 

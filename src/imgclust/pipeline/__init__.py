@@ -1,4 +1,6 @@
-"""Images -> vectors: find and decode images (:mod:`.sources`), cache vectors by content hash
+"""Images -> vectors.
+
+Find and decode images (:mod:`.sources`), cache vectors by content hash
 (:mod:`.store`) and run the encoder over what is not cached (:mod:`.embed`).
 """
 

@@ -75,9 +75,7 @@ def _hash_all(records: list[ImageRecord], pool, progress: bool) -> tuple[list[st
 
 
 def _cached(hashes: list[str | None], store: EmbeddingStore | None) -> tuple[dict[str, np.ndarray], list[int], int]:
-    """Vectors already in the store, the first record index of every distinct hash still to embed,
-    and how many records were found in the store.
-    """
+    """Vectors already in the store, the first index of each distinct hash to embed, and the hit count."""
     vectors: dict[str, np.ndarray] = {}
     n_cached = 0
     if store is not None:

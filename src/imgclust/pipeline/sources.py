@@ -76,8 +76,10 @@ def _walk(root: str) -> Iterable[str]:
 
 
 def _pattern_regex(pattern: str) -> re.Pattern:
-    """A glob pattern as a regex over ``/``-separated paths: ``*``, ``?``, ``[...]`` stay within one
-    component, a ``**`` component matches zero or more folders (everything when it ends the pattern).
+    """A glob pattern as a regex over ``/``-separated paths.
+
+    ``*``, ``?``, ``[...]`` stay within one component; a ``**`` component matches zero or more
+    folders (everything when it ends the pattern).
     """
     parts = pattern.split("/")
     out = ""

@@ -49,7 +49,7 @@ _HERE = Path(__file__).resolve().parent
 
 
 def script_json(obj: Any) -> str:
-    """JSON safe to place inside a ``<script>`` element: ``<``, ``>``, ``&`` become ``\\u003c`` etc.
+    r"""JSON safe to place inside a ``<script>`` element: ``<``, ``>``, ``&`` become ``\\u003c`` etc.
 
     ``</script>`` or ``<!--`` in user strings can then never end or change the script block,
     and ``JSON.parse`` turns the escapes back into the original characters.

@@ -170,6 +170,7 @@ class Chromium:
         return res.get("result", {}).get("value")
 
     def navigate(self, url: str) -> None:
+        """Load ``url`` in the page."""
         self.call("Page.navigate", {"url": url})
 
     def wait_for(self, expression: str, timeout: float = 20.0, interval: float = 0.02) -> Any:
@@ -184,6 +185,7 @@ class Chromium:
             self.pump(interval)
 
     def mouse_move(self, x: float, y: float) -> None:
+        """Move the mouse to page coordinates (hover)."""
         self.call("Input.dispatchMouseEvent", {"type": "mouseMoved", "x": x, "y": y, "button": "none"})
 
     def click(self, x: float, y: float) -> None:
@@ -195,6 +197,7 @@ class Chromium:
                                                    "clickCount": 1})
 
     def screenshot(self, path: str | os.PathLike, full_page: bool = False) -> Path:
+        """Save a PNG of the viewport (or the whole page)."""
         params: dict[str, Any] = {"format": "png"}
         if full_page:
             params["captureBeyondViewport"] = True
@@ -222,10 +225,12 @@ class Chromium:
         return out
 
     def dialogs(self) -> list[str]:
+        """Messages of every JavaScript dialog the page opened."""
         return [ev["params"].get("message", "") for ev in self.events
                 if ev.get("method") == "Page.javascriptDialogOpening"]
 
     def log_tail(self, n: int = 2000) -> str:
+        """The last ``n`` bytes of Chromium's log (for failure messages)."""
         try:
             return Path(self._profile, "chromium.log").read_bytes()[-n:].decode(errors="replace")
         except OSError:

@@ -27,6 +27,7 @@ _MAX_INLINE_GIF = 8 << 20
 
 
 def finite(values, ndigits: int = 4) -> list:
+    """Values rounded to ``ndigits``, with NaN/inf/None as ``None`` (JSON null)."""
     out = []
     for v in values:
         v = None if v is None else float(v)
@@ -252,6 +253,7 @@ def explain_payload(run_dir: Path, n: int) -> dict:
 
 
 def animation_payload(run_dir: Path) -> list[dict]:
+    """GIFs and initialisation figures written by :mod:`imgclust.explore.animate` (``animate/``)."""
     folder = run_dir / "animate"
     if not folder.is_dir():
         return []

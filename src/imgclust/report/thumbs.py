@@ -61,6 +61,7 @@ def make_thumbnails(paths: Sequence[str], keys: Sequence[str] | None = None, siz
 
 
 def b64_file(path: Path) -> str:
+    """A file's bytes as base64 text (for ``data:`` URLs)."""
     return base64.b64encode(path.read_bytes()).decode("ascii")
 
 
