@@ -29,6 +29,7 @@ def test_cifar10_effnet_kmeans_nmi(tmp_path):
     assert not emb.skipped
     res = cluster_embeddings(emb.embeddings, emb.records, reduce="none", map="pca", method="kmeans", k=10)
     nmi = res.metrics["external"]["nmi"]
-    # Reference on 2,000 images: NMI 0.371 (shared/datasets/README.md).
-    assert nmi >= 0.30, res.metrics["external"]
-    assert res.metrics["external"]["acc"] > 0.30
+    # Measured on this subset with the weights' own (x-127)/128 normalisation: NMI 0.407, ACC 0.456
+    # (ImageNet mean/std, the old bug: NMI 0.355, ACC 0.399). Reference on 2,000 images: NMI 0.371.
+    assert nmi >= 0.38, res.metrics["external"]
+    assert res.metrics["external"]["acc"] >= 0.42

@@ -139,7 +139,9 @@ def finetune(
 @friendly
 def compare(
     inputs: List[str] = typer.Argument(..., help="Image files, folders, globs, or a CSV/Parquet manifest."),
-    encoders_: str = typer.Option(..., "--encoders", help="Comma-separated encoders, e.g. pixels,clip-vit-b-32,hf:DIR."),
+    encoders_: str = typer.Option(
+        ..., "--encoders", help="Comma-separated encoders, e.g. pixels,clip-vit-b-32,hf:DIR."
+    ),
     reduce: str = ReduceOpt,
     dims: int = DimsOpt,
     map: str = typer.Option("pca", "--map", help="2-D map of each run: pca, umap, tsne or auto."),

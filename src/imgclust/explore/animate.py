@@ -61,10 +61,12 @@ class History:
 
     @property
     def n_iter(self) -> int:
+        """Number of recorded iterations."""
         return len(self.labels)
 
     @property
     def final_labels(self) -> np.ndarray:
+        """Labels after the last iteration."""
         return self.labels[-1]
 
 

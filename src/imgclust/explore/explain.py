@@ -50,6 +50,8 @@ class ExplainItem:
 
 @dataclass
 class ExplainResult:
+    """What `explain` produced: the method, one item per explained image, and where it wrote."""
+
     method: str
     items: list[ExplainItem] = field(default_factory=list)
     out_dir: Path | None = None

@@ -239,7 +239,7 @@ def _classifier_logits(encoder, paths: list[str], labels: np.ndarray, distances:
     d = np.nan_to_num(np.asarray(distances, np.float64), nan=np.inf)
     members, means = [], []
     n_read = 0
-    for j, c in enumerate(ids):
+    for c in ids:
         idx = np.flatnonzero(labels == c)
         idx = idx[np.argsort(d[idx], kind="stable")][:max(1, sample)]  # the most typical members
         probs = []

@@ -1,5 +1,6 @@
-"""SCAN on frozen embeddings (Van Gansbeke et al., "SCAN: Learning to Classify Images without
-Labels", ECCV 2020), head-only variant.
+"""SCAN on frozen embeddings, head-only variant.
+
+Van Gansbeke et al., "SCAN: Learning to Classify Images without Labels", ECCV 2020.
 
 1. Mine the ``n_neighbors`` nearest neighbours of every embedding (exact cosine, faiss).
 2. Train ``n_heads`` clustering heads in parallel with the SCAN loss: each sample and a

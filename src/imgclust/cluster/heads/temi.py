@@ -1,5 +1,7 @@
-"""TEMI clustering heads on frozen embeddings (Adaloglou et al., "Exploring the Limits of Deep
-Image Clustering using Pretrained Models", BMVC 2023).
+"""TEMI clustering heads on frozen embeddings.
+
+Adaloglou et al., "Exploring the Limits of Deep Image Clustering using Pretrained Models",
+BMVC 2023.
 
 A student and a teacher (exponential moving average of the student, momentum rising from
 0.996 to 1 on a cosine schedule) each hold ``n_heads`` clustering heads. Training pairs are a
