@@ -13,13 +13,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .cluster import make_clusterer, needs_k, sweep_k
+from .cluster.registry import takes_param
 from .errors import ImgclustError
 from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
 from .pipeline.sources import ImageRecord
 from .reduce import REDUCERS, Reducer
 from .rundir import ClusteringResult
 
-__all__ = ["cluster_embeddings", "validate_options", "check_k"]
+__all__ = ["cluster_embeddings", "validate_options", "check_k", "reduce_spaces"]
 
 # Methods cheap enough to sweep k with themselves; others sweep with k-means.
 _SWEEPABLE = {"kmeans", "kmedoids", "agglomerative"}
@@ -51,6 +52,22 @@ def check_k(method, k, n: int, name: str) -> tuple[bool, int | str | None]:
     if k > n:
         raise ImgclustError(f"k={k} is larger than the number of images ({n})")
     return True, k
+
+
+def reduce_spaces(X0: np.ndarray, spaces, reduce, n_components: int, random_state: int):
+    """The clustering input: each encoder's block reduced on its own, side by side; and the block widths."""
+    if spaces is None or len(spaces) < 2:
+        X = X0 if reduce in (None, "none") else Reducer(reduce, n_components=n_components,
+                                                        random_state=random_state).fit_transform(X0)
+        return X, None
+    if sum(spaces) != X0.shape[1]:
+        raise ImgclustError(f"spaces {list(spaces)} do not add up to the embedding width {X0.shape[1]}")
+    edges = np.cumsum([0, *spaces])
+    blocks = [X0[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
+    if reduce not in (None, "none"):
+        blocks = [Reducer(reduce, n_components=n_components, random_state=random_state).fit_transform(b)
+                  for b in blocks]
+    return np.hstack(blocks).astype(np.float32), [int(b.shape[1]) for b in blocks]
 
 
 def _true_labels(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -185,7 +202,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                        method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
                        random_state: int = 0, coords: np.ndarray | None = None, method_params: dict | None = None,
                        progress: bool = False, hashes: list[str] | None = None,
-                       skipped: list[dict] | None = None, config: dict | None = None) -> ClusteringResult:
+                       skipped: list[dict] | None = None, config: dict | None = None,
+                       spaces: Sequence[int] | None = None) -> ClusteringResult:
     """Reduce, cluster and score precomputed embeddings (everything after the store).
 
     Args:
@@ -205,6 +223,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         hashes: Content hash per row (kept in the table).
         skipped: Files skipped before embedding, reported in ``metrics.json``.
         config: Configuration recorded so far (inputs, encoder...), extended here.
+        spaces: Widths of the column blocks of ``embeddings`` that come from different encoders; each
+            block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
 
     Returns:
         A :class:`~imgclust.rundir.ClusteringResult`.
@@ -222,9 +242,10 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    X = X0 if reduce in (None, "none") else Reducer(reduce, n_components=n_components,
-                                                    random_state=random_state).fit_transform(X0)
+    X, widths = reduce_spaces(X0, spaces, reduce, n_components, random_state)
     timings["reduce"] = time.perf_counter() - t
+    if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
+        params["spaces"] = widths
 
     sweep = None
     if takes_k and k == "auto":
@@ -249,6 +270,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
     timings["total_after_embedding"] = time.perf_counter() - t0
     cfg = dict(config or {})
+    if spaces is not None:
+        cfg["spaces"] = [int(w) for w in spaces]
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})

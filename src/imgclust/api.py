@@ -15,6 +15,7 @@ from typing import Any, Sequence
 from .analyze import check_k, cluster_embeddings, validate_options
 from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
+from .pipeline.multi import embed_multi, encoder_names
 from .pipeline.sources import discover
 from .rundir import ClusteringResult, load_run, run_config, run_embeddings, run_records, write_run_json
 
@@ -33,7 +34,9 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
 
     Args:
         inputs: Files, folders, globs or manifests (CSV/Parquet with ``path[,label][,caption]``).
-        encoder: Registry name, ``hf:<hub id or dir>``, or an :class:`~imgclust.encoders.Encoder`.
+        encoder: Registry name, ``hf:<hub id or dir>``, or an :class:`~imgclust.encoders.Encoder`;
+            several (``"efficientnet-lite0,efficientnet-lite1"`` or a list) embed with each, cache
+            each separately and cluster on all the spaces (see :func:`~imgclust.pipeline.multi.embed_multi`).
         reduce: Reducer for the clustering input (``none``, ``pca``, ``umap``, ``tsne``).
         n_components: Clustering input dimension when reducing.
         map: Reducer for the 2-D map (``auto``, ``umap``, ``tsne``, ``pca``).
@@ -60,9 +63,12 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     records = discover(inputs, labels=labels)
     if isinstance(k, int):  # fail before embedding, not after
         check_k(method, k, len(records), method if isinstance(method, str) else type(method).__name__)
-    emb = embed_images(records, encoder=encoder, device=device, batch_size=batch_size, cache_dir=cache_dir,
-                       cache=cache, progress=progress)
+    several = encoder_names(encoder)
+    embed = (lambda **kw: embed_multi(records, several, **kw)) if several else (
+        lambda **kw: embed_images(records, encoder=encoder, **kw))
+    emb = embed(device=device, batch_size=batch_size, cache_dir=cache_dir, cache=cache, progress=progress)
     result = cluster_embeddings(emb.embeddings, emb.records, reduce=reduce, n_components=n_components, map=map,
+                                spaces=getattr(emb, "spaces", None),
                                 method=method, k=k, seeds=seeds, random_state=random_state,
                                 method_params=method_params, progress=progress, hashes=emb.hashes,
                                 skipped=emb.skipped, config=run_config(inputs, emb, labels=labels,
@@ -105,7 +111,7 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
                                 n_components=n_components or cfg.get("n_components", 50),
                                 map=cfg.get("map", "auto"), method=method, k=k, seeds=seeds,
                                 random_state=random_state, coords=coords, method_params=method_params,
-                                progress=progress, hashes=table.get("hash"),
+                                progress=progress, hashes=table.get("hash"), spaces=cfg.get("spaces"),
                                 skipped=run["metrics"].get("skipped", []),
                                 config={**cfg, "from_run": str(run_dir), "k_requested": k})
     if out is not None:

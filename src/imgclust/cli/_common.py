@@ -93,12 +93,13 @@ def print_summary(result, out: Path | None) -> None:
 
 
 EncoderOpt = typer.Option("efficientnet-lite0", "--encoder", "-e",
-                          help="Encoder name (see `imgclust encoders`) or hf:<hub id or local dir>.")
+                          help="Encoder name (see `imgclust encoders`) or hf:<hub id or local dir>; several, "
+                          "comma-separated (efficientnet-lite0,efficientnet-lite1), cluster on all their spaces.")
 ReduceOpt = typer.Option("pca", "--reduce", help="Reduce before clustering: umap, pca, tsne or none.")
 DimsOpt = typer.Option(50, "--dims", help="Dimensions of the clustering input when reducing.")
 MapOpt = typer.Option("auto", "--map", help="2-D map: auto (umap), umap, tsne or pca.")
 MethodOpt = typer.Option("kmeans", "--method", "-m",
-                         help="kmeans, kmedoids, hdbscan, agglomerative, spectral, scan or temi.")
+                         help="kmeans, kmedoids, hdbscan, agglomerative, spectral, scan, temi or turtle.")
 KOpt = typer.Option("10", "--k", "-k", help="Number of clusters, 'auto' (sweep, pick by silhouette) or 'none'.")
 SeedsOpt = typer.Option(1, "--seeds", help="Repeat clustering with N seeds; report mean and std.")
 SeedOpt = typer.Option(0, "--seed", help="Base random seed.")
