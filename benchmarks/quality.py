@@ -160,6 +160,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--sets", default="cifar10,digits")
     ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
     args = ap.parse_args(argv)
     import torch
 
@@ -175,8 +176,8 @@ def main(argv=None) -> dict:
         folder, per = folders[name]
         res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "quality.json").write_text(json.dumps(res, indent=2))
-    (RESULTS / "quality.md").write_text(to_markdown(res))
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{args.name}.md").write_text(to_markdown(res))
     print(to_markdown(res))
     return res
 

@@ -31,6 +31,15 @@ def two_blind_spaces(n=150, d=12, seed=0):
     return a.astype(np.float32), b.astype(np.float32), y
 
 
+@pytest.fixture(autouse=True)
+def one_thread(limit_threads):
+    """Single-threaded torch: these steps are tiny, and OpenMP spin-waiting on a busy box costs 10x."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 FAST = dict(n_steps=120, n_heads=2, batch_size=512)
 
 
@@ -104,7 +113,7 @@ def test_multi_encoder_caches_each_encoder_and_aligns_rows(folder, tmp_path):
     specs = _two_pixel_specs()
     cache = tmp_path / "cache"
     res = cluster_images([str(folder)], encoder=specs, method="turtle", k=2, labels="folder", reduce="none",
-                         cache_dir=cache, out=tmp_path / "run", plots=False, report=False,
+                         map="pca", cache_dir=cache, out=tmp_path / "run", plots=False, report=False,
                          method_params=dict(n_steps=40, n_heads=2))
     assert res.embeddings.shape == (12, 8 * 8 * 3 + 4 * 4 * 3)
     assert [s["path"] for s in res.metrics["skipped"]] == [str(folder / "class0" / "broken.png")]
@@ -131,7 +140,7 @@ def test_multi_encoder_caches_each_encoder_and_aligns_rows(folder, tmp_path):
 def test_recluster_keeps_the_spaces(folder, tmp_path):
     from imgclust.api import cluster_images, recluster
 
-    cluster_images([str(folder)], encoder=_two_pixel_specs(), k=2, labels="folder", reduce="none",
+    cluster_images([str(folder)], encoder=_two_pixel_specs(), k=2, labels="folder", reduce="none", map="pca",
                    cache_dir=tmp_path / "c", out=tmp_path / "run", plots=False, report=False)
     again = recluster(tmp_path / "run", method="turtle", k=2, method_params=dict(n_steps=30, n_heads=1))
     assert again.model.space_dims_ == [192, 48]
