@@ -20,6 +20,8 @@ CLI                    Python
 ``search``             :func:`search_run`
 ``finetune``           :func:`finetune_clip`
 ``compare``            :func:`compare_encoders`
+``duplicates``         :func:`find_duplicates`
+``outliers``           :func:`find_outliers`
 =====================  =============================================
 """
 
@@ -39,6 +41,7 @@ _LAZY = {
     "animate_run": "explore.animate", "explain_run": "explore.explain", "probe_run": "explore.probe",
     "name_clusters": "language.naming", "search_run": "language.search", "finetune_clip": "language.finetune",
     "compare_encoders": "language.compare",
+    "find_duplicates": "explore.curate", "find_outliers": "explore.curate",
 }
 
 __all__ = sorted(_LAZY) + ["ImgclustError", "__version__"]
