@@ -18,6 +18,8 @@ from imgclust.errors import ImgclustError
 from imgclust.explore.curate import duplicate_groups, find_duplicates, find_outliers, outlier_scores
 from imgclust.pipeline.sources import ImageRecord
 
+pytestmark = pytest.mark.usefixtures("limit_threads")
+
 
 def _unit(v):
     return (v / np.linalg.norm(v, axis=-1, keepdims=True)).astype(np.float32)
@@ -168,7 +170,7 @@ def test_exact_duplicates_do_not_break_lof():
 def test_on_images_end_to_end_with_report_and_cli(tmp_path):
     from run_fixtures import make_run
 
-    run_dir, images, result = make_run(tmp_path, per_class=8)
+    run_dir, images, result = make_run(tmp_path, per_class=8, plots=False, report=False)
     src = Path(result.paths[3])
     # Exact byte copy and a 2x upscaled re-encoded copy of one image, added as a new run.
     shutil.copy(src, images / "red" / "copy_exact.png")
@@ -177,7 +179,7 @@ def test_on_images_end_to_end_with_report_and_cli(tmp_path):
 
     run2 = tmp_path / "run2"
     res2 = cluster_images([str(images)], encoder="pixels", k=3, labels="folder", map="pca",
-                          cache_dir=tmp_path / "cache", out=run2, plots=False, report=True, progress=False)
+                          cache_dir=tmp_path / "cache", out=run2, plots=False, report=False, progress=False)
     idx = {Path(p).name: i for i, p in enumerate(res2.paths)}
     dup = find_duplicates(run2, threshold=0.98, keep="largest")
     group = next(g for g in dup.groups if idx[src.name] in g["members"])
