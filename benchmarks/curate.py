@@ -62,12 +62,17 @@ def _distractor(i: int, rng: np.random.Generator, size: int = 32) -> Image.Image
     return img
 
 
-def build_manifest(data: Path, work: Path, n_copies: int, n_distract: int, seed: int = 0):
-    """A manifest of every original + planted copies + distractors; returns (manifest, pairs, distractors)."""
+def build_manifest(data: Path, work: Path, n_copies: int, n_distract: int, per_class: int, seed: int = 0):
+    """A manifest of the originals + planted copies + distractors; returns (manifest, pairs, distractors)."""
     from imgclust.pipeline.sources import discover
 
     rng = np.random.default_rng(seed)
-    originals = discover([str(data)], labels="folder")
+    seen: dict[str, int] = {}
+    originals = []
+    for r in discover([str(data)], labels="folder"):
+        seen[r.label] = seen.get(r.label, 0) + 1
+        if seen[r.label] <= per_class:
+            originals.append(r)
     (work / "planted").mkdir(parents=True, exist_ok=True)
     rows = [(r.path, r.label) for r in originals]
     pairs = []
@@ -113,10 +118,41 @@ def pair_scores(group: np.ndarray, paths: list[str], pairs) -> dict:
             "recall_by_kind": per_kind, "original_pairs_grouped": len(orig_orig), "examples": orig_orig[:10]}
 
 
+def scale(n: int, work: Path, dim: int = 1280, seed: int = 0) -> dict:
+    """Seconds of find_duplicates / find_outliers on ``n`` random 1280-d vectors with 1% planted near copies."""
+    from imgclust.analyze import cluster_embeddings
+    from imgclust.explore.curate import find_duplicates, find_outliers
+    from imgclust.pipeline.sources import ImageRecord
+
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, dim)).astype(np.float32)
+    planted = rng.choice(n // 2, n // 100, replace=False)
+    X[n - len(planted):] = X[planted] + 0.2 * rng.standard_normal((len(planted), dim)).astype(np.float32)
+    X /= np.linalg.norm(X, axis=1, keepdims=True)
+    run = work / f"scale{n}"
+    res = cluster_embeddings(X, [ImageRecord(f"/synthetic/{i}.png") for i in range(n)], reduce="pca", map="pca",
+                             k=10, hashes=[f"h{i}" for i in range(n)])
+    res.save(run)
+    load = os.getloadavg()[0]
+    t = time.perf_counter()
+    dup = find_duplicates(run, report=False)
+    dup_s = time.perf_counter() - t
+    t = time.perf_counter()
+    find_outliers(run, report=False)
+    out_s = time.perf_counter() - t
+    row = {"n": n, "dim": dim, "planted_pairs": len(planted), "groups_found": dup.n_groups,
+           "find_duplicates_s": round(dup_s, 2), "find_outliers_s": round(out_s, 2), "load_average": load}
+    print(f"synthetic {n} x {dim}: duplicates {dup_s:.2f} s ({dup.n_groups} groups, {len(planted)} planted), "
+          f"outliers {out_s:.2f} s; load {load:.1f}")
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "cifar10-test")
-    ap.add_argument("--copies", type=int, default=600)
+    ap.add_argument("--per-class", type=int, default=100, help="CIFAR originals per class (1000 = all 10,000)")
+    ap.add_argument("--copies", type=int, default=300)
+    ap.add_argument("--scale", default="10000,50000", help="synthetic sizes for the timing of both commands")
     ap.add_argument("--distractors", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path("/tmp/imgclust-bench-curate"))
     ap.add_argument("--cache-dir", type=Path, default=None)
@@ -125,7 +161,7 @@ def main() -> None:
     from imgclust.explore.curate import duplicate_groups, find_duplicates, find_outliers
     from imgclust.rundir import load_run
 
-    manifest, pairs, distract = build_manifest(args.data, args.work, args.copies, args.distractors)
+    manifest, pairs, distract = build_manifest(args.data, args.work, args.copies, args.distractors, args.per_class)
     run_dir = args.work / "run"
     t = time.perf_counter()
     cluster_images([str(manifest)], encoder="efficientnet-lite0", labels="manifest", k=10, map="pca",
@@ -160,7 +196,8 @@ def main() -> None:
           f"{len(paths)} images; load average {load:.1f} on {os.cpu_count()} cores")
     result = {"n_images": len(paths), "copies": len(pairs), "distractors": len(distract), "by_threshold": by_t,
               "find_duplicates_s": round(dup_s, 3), "find_outliers_s": round(out_s, 3), "outliers": out_rank,
-              "embed_and_cluster_s": round(embed_s, 1), "load_average": load, "cpus": os.cpu_count()}
+              "embed_and_cluster_s": round(embed_s, 1), "load_average": load, "cpus": os.cpu_count(),
+              "scale": [scale(int(n), args.work) for n in args.scale.split(",") if n.strip()]}
     out = ROOT / "benchmarks" / "results" / "curate.json"
     out.write_text(json.dumps(result, indent=2))
     print(f"saved {out}")
