@@ -1,7 +1,8 @@
 """Duplicates and outliers on CIFAR-10 with EfficientNet-Lite0: accuracy on planted copies, and time.
 
 Plants, next to the 10,000 CIFAR-10 test images, ``--copies`` altered copies of random
-originals (a third each: JPEG quality 30 re-encode, 2x bicubic upscale, 2-pixel border crop)
+originals (an equal share of each kind in ``KINDS``: JPEG re-encode at quality 90/75/50/30, bicubic
+resize 2x up or 0.75x down, a 1- or 2-pixel border crop)
 and ``--distractors`` images that are not photos (flat colours, noise, stripes, text-like
 marks). Embeds everything through the store (originals come from the cache when a previous
 run embedded them), then:
@@ -33,16 +34,23 @@ from PIL import Image, ImageDraw
 ROOT = Path(__file__).resolve().parents[1]
 
 
+KINDS = ("jpeg90", "jpeg75", "jpeg50", "jpeg30", "up2x", "down0.75x", "crop1px", "crop2px")
+
+
 def _alter(img: Image.Image, kind: str, out: Path) -> Path:
-    if kind == "jpeg":
+    """One altered copy: JPEG re-encode at a quality, bicubic resize, or a border crop (pixels per side)."""
+    if kind.startswith("jpeg"):
         path = out.with_suffix(".jpg")
-        img.save(path, quality=30)
-    elif kind == "resize":
-        path = out.with_suffix(".png")
-        img.resize((img.width * 2, img.height * 2), Image.BICUBIC).save(path)
+        img.save(path, quality=int(kind[4:]))
+        return path
+    path = out.with_suffix(".png")
+    if kind.startswith(("up", "down")):
+        f = float(kind.removeprefix("up").removeprefix("down").removesuffix("x"))
+        img = img.resize((round(img.width * f), round(img.height * f)), Image.BICUBIC)
     else:
-        path = out.with_suffix(".png")
-        img.crop((2, 2, img.width - 2, img.height - 2)).save(path)
+        c = int(kind[4:].removesuffix("px"))
+        img = img.crop((c, c, img.width - c, img.height - c))
+    img.save(path)
     return path
 
 
@@ -77,7 +85,7 @@ def build_manifest(data: Path, work: Path, n_copies: int, n_distract: int, per_c
     rows = [(r.path, r.label) for r in originals]
     pairs = []
     for j, i in enumerate(rng.choice(len(originals), n_copies, replace=False)):
-        kind = ("jpeg", "resize", "crop")[j % 3]
+        kind = KINDS[j % len(KINDS)]
         with Image.open(originals[i].path) as im:
             p = _alter(im.convert("RGB"), kind, work / "planted" / f"copy{j:04d}_{kind}")
         rows.append((str(p), originals[i].label))
@@ -96,26 +104,33 @@ def build_manifest(data: Path, work: Path, n_copies: int, n_distract: int, per_c
     return manifest, pairs, distract
 
 
-def pair_scores(group: np.ndarray, paths: list[str], pairs) -> dict:
-    """Planted-pair recall, precision (pairs with a copy), and grouped original-original pairs."""
+def pair_scores(group: np.ndarray, paths: list[str], pairs, distract) -> dict:
+    """Planted-pair recall, precision (pairs with a copy), grouped original-original pairs.
+
+    Pairs of two distractors (flat colours look alike to any encoder) are counted apart.
+    """
     idx = {p: i for i, p in enumerate(paths)}
     planted = {frozenset((idx[a], idx[b])) for a, b, _ in pairs}
     copies = {idx[b] for _, b, _ in pairs}
+    dis = {idx[p] for p in distract}
     found_planted = sum(group[a] >= 0 and group[a] == group[b] for a, b in map(tuple, planted))
-    predicted, orig_orig = 0, []
+    predicted, orig_orig, dis_pairs = 0, [], 0
     for g in set(group.tolist()) - {-1}:
         members = np.flatnonzero(group == g).tolist()
         for a, b in itertools.combinations(members, 2):
             if a in copies or b in copies:
                 predicted += 1
+            elif a in dis and b in dis:
+                dis_pairs += 1
             else:
                 orig_orig.append((paths[a], paths[b]))
     per_kind = {}
-    for kind in ("jpeg", "resize", "crop"):
+    for kind in KINDS:
         ks = [(idx[a], idx[b]) for a, b, k in pairs if k == kind]
         per_kind[kind] = sum(group[a] >= 0 and group[a] == group[b] for a, b in ks) / max(1, len(ks))
     return {"recall": found_planted / len(planted), "precision": found_planted / max(1, predicted),
-            "recall_by_kind": per_kind, "original_pairs_grouped": len(orig_orig), "examples": orig_orig[:10]}
+            "recall_by_kind": per_kind, "original_pairs_grouped": len(orig_orig), "distractor_pairs_grouped": dis_pairs,
+            "examples": orig_orig[:10]}
 
 
 def scale(n: int, work: Path, dim: int = 1280, seed: int = 0) -> dict:
@@ -147,11 +162,21 @@ def scale(n: int, work: Path, dim: int = 1280, seed: int = 0) -> dict:
     return row
 
 
+def _nearest_original(X, paths, pairs, distract) -> list[float]:
+    """Percentiles of each CIFAR original's cosine to its most similar other original (the hard negatives)."""
+    from imgclust.knn import knn
+
+    skip = {b for _, b, _ in pairs} | set(distract)
+    orig = [i for i, p in enumerate(paths) if p not in skip]
+    _, sims = knn(X[orig], 1)
+    return [round(float(v), 4) for v in np.percentile(sims[:, 0], [50, 90, 99, 100])]
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "datasets" / "cifar10-test")
     ap.add_argument("--per-class", type=int, default=100, help="CIFAR originals per class (1000 = all 10,000)")
-    ap.add_argument("--copies", type=int, default=300)
+    ap.add_argument("--copies", type=int, default=400)
     ap.add_argument("--scale", default="10000,50000", help="synthetic sizes for the timing of both commands")
     ap.add_argument("--distractors", type=int, default=20)
     ap.add_argument("--work", type=Path, default=Path("/tmp/imgclust-bench-curate"))
@@ -172,13 +197,16 @@ def main() -> None:
     paths = [str(p) for p in run["table"].column("path").to_pylist()]
     X, hashes = run["embeddings"], run["table"].column("hash").to_pylist()
     by_t = {}
-    for th in (0.85, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98):
+    nn_orig = _nearest_original(X, paths, pairs, distract)
+    print("nearest other CIFAR original, cosine percentiles 50/90/99/max:", nn_orig)
+    for th in (0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98):
         group, _ = duplicate_groups(X, hashes, threshold=th)
-        by_t[str(th)] = {"groups": int(group.max() + 1), **pair_scores(group, paths, pairs)}
+        by_t[str(th)] = {"groups": int(group.max() + 1), **pair_scores(group, paths, pairs, distract)}
         s = by_t[str(th)]
         print(f"threshold {th:.2f}: {s['groups']:4d} groups  recall {s['recall']:.3f}  precision "
               f"{s['precision']:.3f}  by kind {json.dumps({k: round(v, 3) for k, v in s['recall_by_kind'].items()})}"
-              f"  CIFAR original pairs grouped {s['original_pairs_grouped']}")
+              f"  CIFAR original pairs grouped {s['original_pairs_grouped']}, distractor pairs "
+              f"{s['distractor_pairs_grouped']}")
     load = os.getloadavg()[0]
     t = time.perf_counter()
     dup = find_duplicates(run_dir, threshold=0.95, report=False)
@@ -195,7 +223,8 @@ def main() -> None:
     print(f"find_duplicates {dup_s:.2f} s ({dup.n_groups} groups), find_outliers {out_s:.2f} s per method, on "
           f"{len(paths)} images; load average {load:.1f} on {os.cpu_count()} cores")
     result = {"n_images": len(paths), "copies": len(pairs), "distractors": len(distract), "by_threshold": by_t,
-              "find_duplicates_s": round(dup_s, 3), "find_outliers_s": round(out_s, 3), "outliers": out_rank,
+              "nearest_original_cosine_p50_p90_p99_max": nn_orig, "find_duplicates_s": round(dup_s, 3),
+              "find_outliers_s": round(out_s, 3), "outliers": out_rank,
               "embed_and_cluster_s": round(embed_s, 1), "load_average": load, "cpus": os.cpu_count(),
               "scale": [scale(int(n), args.work) for n in args.scale.split(",") if n.strip()]}
     out = ROOT / "benchmarks" / "results" / "curate.json"
