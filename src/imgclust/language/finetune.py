@@ -288,7 +288,8 @@ def finetune_clip(pairs: str | os.PathLike | Sequence[ImageRecord] | Sequence[tu
 
     from .._io import atomic_write_text
     from ..encoders import create_encoder
-    from ..encoders.hf import HFEncoder, _quiet_load
+    from ..encoders._hf_load import _quiet_load
+    from ..encoders.hf import HFEncoder
     from ..progress import console, progress_bar
 
     t_start = time.perf_counter()
