@@ -95,14 +95,3 @@ def test_registered_backbone_rejects_another_model_type(tiny_dirs):
     with pytest.raises(ImgclustError, match="hf:"):
         create_encoder(spec, device="cpu")
 
-
-def test_backbone_run_end_to_end(tiny_dirs, tmp_path):
-    """A whole run with one of them (embedding through the store, clustering, run.json)."""
-    from conftest import write_image_folder
-    from imgclust.api import cluster_images
-
-    write_image_folder(tmp_path / "images", per_class=4)
-    res = cluster_images([str(tmp_path / "images")], encoder=f"hf:{tiny_dirs['vit-msn-b']}", k=3, map="pca",
-                         labels="folder", cache_dir=tmp_path / "cache", out=tmp_path / "run", plots=False,
-                         report=False, progress=False)
-    assert res.embeddings.shape == (12, 32) and res.config["encoder"].startswith("hf:")

@@ -14,7 +14,7 @@ from ._common import app, friendly
 @friendly
 def duplicates(
     run_dir: Path = typer.Argument(..., help="Run directory."),
-    threshold: float = typer.Option(0.95, "--threshold", "-t", help="Cosine similarity at or above which two "
+    threshold: float = typer.Option(0.9, "--threshold", "-t", help="Cosine similarity at or above which two "
                                                                      "images are near duplicates."),
     k: int = typer.Option(10, "--k", "-k", help="Nearest neighbours searched per image."),
     keep: str = typer.Option("central", "--keep", help="Representative kept per group: central (most similar to "
