@@ -162,7 +162,7 @@ def candidates_sweep(rows: Sequence[dict], path, title: str = "Top-n candidates 
     axes = fig.subplots(1, 2 if labelled else 1, squeeze=False)[0]
     if labelled:
         ax = axes[0]
-        for key, name in (("acc", "ACC"), ("ari", "ARI"), ("nmi", "NMI"), ("top5", "top-5 accuracy")):
+        for key, name in (("acc", "ACC"), ("ari", "ARI"), ("nmi", "NMI"), ("top5", "top-5 neighbour accuracy")):
             vals = [np.nan if r.get(key) is None else r[key] for r in rows]
             ax.plot(ns, vals, marker="o", ms=3, label=name)
         ax.set_xlabel("candidates (n)")
