@@ -167,6 +167,10 @@ def main(argv=None) -> dict:
     from quality_data import digits_folder
 
     torch.set_num_threads(args.threads)
+    # BLAS/OpenMP (faiss k-means, numpy) too: on a busy 2-core box spin-waiting threads cost 10-40x.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=args.threads)
     encoders, methods = args.encoders.split(","), args.methods.split(",")
     folders = {"cifar10": (CIFAR, args.per_class), "digits": (digits_folder(args.data, args.digits_per_class or None),
                                                               None)}
