@@ -269,9 +269,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     dist, conf = distances_and_confidence(X, labels, centers, model)
     metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
     timings["total_after_embedding"] = time.perf_counter() - t0
-    cfg = dict(config or {})
-    if spaces is not None:
-        cfg["spaces"] = [int(w) for w in spaces]
+    cfg = dict(config or {}, **({"spaces": [int(w) for w in spaces]} if spaces is not None else {}))
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})
