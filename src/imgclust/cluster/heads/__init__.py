@@ -1,8 +1,8 @@
 """Deep clustering heads trained on frozen embeddings: SCAN, TEMI and TURTLE (several spaces).
 
-Both are scikit-learn style estimators (``fit`` / ``predict`` / ``predict_proba``) with soft
+All are scikit-learn style estimators (``fit`` / ``predict`` / ``predict_proba``) with soft
 assignments in ``probabilities_``. Importing this package imports torch; ``imgclust.cluster``
-only imports it when ``scan`` / ``temi`` is used.
+only imports it when ``scan`` / ``temi`` / ``turtle`` is used.
 """
 
 from .scan import SCAN, entropy, scan_loss, self_label_loss
