@@ -74,21 +74,32 @@ class EfficientNetEncoder(Encoder):
 
     def __init__(self, spec: EncoderSpec, device: str = "auto", runtime: str = "auto",
                  cache_dir: str | os.PathLike | None = None):
-        import torch
-
         from .runtime import export_onnx, load_runtime, onnx_path, resolve_runtime
 
         self.spec = spec
         self.device = resolve_device(device)
         self.runtime = resolve_runtime(runtime, self.device)
-        model = load_efficientnet_lite0().to(self.device)
-        # channels_last roughly doubles CPU conv throughput with oneDNN.
-        self.model = model.to(memory_format=torch.channels_last)
+        self._model = None
         self._run = None
-        if self.runtime != "torch":
+        if self.runtime == "torch":
+            self._model = self.model  # load now: a missing weights package fails here, not mid-run
+        else:
             path = export_onnx(lambda: _Features.module(load_efficientnet_lite0()),
                                onnx_path(cache_dir, self.fingerprint()), spec.image_size)
             self._run = load_runtime(self.runtime, path)
+
+    @property
+    def model(self):
+        """The torch module, loaded on first use with an exported runtime.
+
+        Only ``predict_proba`` and ``feature_map`` need it there; not loading it saves its memory.
+        """
+        if self._model is None:
+            import torch
+
+            # channels_last roughly doubles CPU conv throughput with oneDNN.
+            self._model = load_efficientnet_lite0().to(self.device).to(memory_format=torch.channels_last)
+        return self._model
 
     def prepare(self, img: Image.Image) -> Image.Image:
         """The one resize to the model's input size (run in the decode workers)."""
