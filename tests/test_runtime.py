@@ -126,3 +126,21 @@ def test_cli_missing_runtime_is_one_line(monkeypatch, tmp_path):
     assert res.exit_code == 2 and "Traceback" not in res.output
     lines = [ln for ln in res.stderr.splitlines() if ln.strip()]
     assert lines == ["error: --runtime onnx needs onnxruntime: pip install 'imgclust[onnx]'  (onnxruntime + onnx)"]
+
+
+def test_batch_size_defaults_to_the_encoders_and_run_json_records_runtime(tmp_path):
+    from conftest import write_image_folder
+    from imgclust.api import cluster_images
+
+    enc = create_encoder("pixels")
+    assert enc.default_batch_size == 64
+    enc.device = "cuda"  # what a GPU encoder reports: bigger batches keep the device busy
+    assert enc.default_batch_size == 256
+    write_image_folder(tmp_path / "imgs", per_class=3)
+    res = cluster_images(str(tmp_path / "imgs"), encoder="pixels", k=3, map="pca", cache_dir=tmp_path / "c",
+                         out=tmp_path / "run", plots=False, report=False)
+    import json
+
+    config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
+    assert config["batch_size"] == 64 and config["runtime"] == "torch"
+    assert res.timings["n_encoded"] == 9

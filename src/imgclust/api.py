@@ -25,7 +25,7 @@ __all__ = ["ClusteringResult", "cluster_images", "cluster_embeddings", "embed_im
 def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder="efficientnet-lite0", *,
                    reduce: str = "pca", n_components: int = 50, map: str = "auto", method: str | Any = "kmeans",
                    k: int | str | None = 10, labels: str | None = None, seeds: int = 1, random_state: int = 0,
-                   device: str = "auto", runtime: str = "auto", batch_size: int = 64,
+                   device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                    cache_dir: str | os.PathLike | None = None, cache: bool = True,
                    out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
                    method_params: dict | None = None, progress: bool = False) -> ClusteringResult:
@@ -45,7 +45,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         runtime: Inference runtime: ``auto`` (torch on a GPU, the fastest installed on CPU), ``torch``,
             ``onnx`` or ``openvino``; vectors and cache are the same whichever runs.
-        batch_size: Images per forward pass.
+        batch_size: Images per forward pass (default: 64 on CPU, 256 on CUDA).
         cache_dir: Embedding cache root (default ``~/.cache/imgclust``).
         cache: Use the embedding cache.
         out: Write the run directory here.

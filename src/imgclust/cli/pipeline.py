@@ -44,7 +44,8 @@ def run(
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps."),
     runtime: str = typer.Option("auto", "--runtime", help="auto (torch on GPU, fastest installed on CPU), torch, "
                                 "onnx or openvino; same vectors and cache whichever runs."),
-    embed_batch: int = typer.Option(64, "--embed-batch", help="Images per encoder forward pass."),
+    embed_batch: Optional[int] = typer.Option(None, "--embed-batch",
+                                              help="Images per encoder forward pass (default 64 on CPU, 256 on CUDA)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache (default ~/.cache/imgclust)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
     epochs: Optional[int] = EpochsOpt,

@@ -167,6 +167,11 @@ class Encoder:
         """Per-image preprocessing that may run in a decode worker (default: none)."""
         return img
 
+    @property
+    def default_batch_size(self) -> int:
+        """Images per forward pass when the caller does not say: larger on a GPU to keep it busy."""
+        return 256 if str(self.device).startswith("cuda") else 64
+
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:  # pragma: no cover
         """RGB PIL images -> L2-normalised float32 (N, D)."""
         raise NotImplementedError

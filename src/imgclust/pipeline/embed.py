@@ -35,6 +35,7 @@ class EmbedResult:
     seconds: float = 0.0
     total_seconds: float = 0.0
     encoder: Encoder | None = None
+    batch_size: int | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -167,7 +168,7 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 
 
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
-                  batch_size: int = 64, flush_every: int = 512, workers: int | None = None,
+                  batch_size: int | None = None, flush_every: int = 512, workers: int | None = None,
                   progress: bool = True) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
@@ -178,13 +179,14 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         records: Images to embed.
         encoder: Any :class:`~imgclust.encoders.Encoder`.
         store: Cache for this encoder's fingerprint, or ``None`` for no caching.
-        batch_size: Images per forward pass.
+        batch_size: Images per forward pass (default: the encoder's, 64 on CPU, 256 on CUDA).
         flush_every: Images between store writes.
         workers: Decoding threads (default: :func:`decode_workers` for the encoder's runtime).
         progress: Show progress bars.
     """
     t0 = time.perf_counter()
     workers = workers or decode_workers(getattr(encoder, "runtime", "torch"))
+    batch_size = batch_size or getattr(encoder, "default_batch_size", 64)
     records = list(records)
     with ThreadPoolExecutor(workers) as pool:
         hashes, skipped = _hash_all(records, pool, progress)
@@ -206,7 +208,7 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
     skipped.sort(key=lambda s: s["path"])
     return EmbedResult(embeddings=emb, records=[records[i] for i in kept], hashes=[hashes[i] for i in kept],
                        skipped=skipped, n_cached=n_cached, n_encoded=n_encoded, seconds=enc_seconds,
-                       total_seconds=time.perf_counter() - t0, encoder=encoder)
+                       total_seconds=time.perf_counter() - t0, encoder=encoder, batch_size=batch_size)
 
 
 def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None) -> EmbeddingStore:
@@ -216,7 +218,7 @@ def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None) -> 
 
 
 def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",
-                 labels: str | None = None, device: str = "auto", runtime: str = "auto", batch_size: int = 64,
+                 labels: str | None = None, device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, cache: bool = True,
                  progress: bool = False) -> EmbedResult:
     """Discover and embed images through the cache (the pipeline up to the store).
@@ -227,7 +229,7 @@ def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="e
         labels: ``folder`` or ``manifest`` (ignored for records).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
         runtime: ``auto``, ``torch``, ``onnx`` or ``openvino`` (see :func:`~imgclust.encoders.create_encoder`).
-        batch_size: Images per forward pass.
+        batch_size: Images per forward pass (default: 64 on CPU, 256 on CUDA).
         cache_dir: Embedding cache root (also holds the one-time ONNX export).
         cache: Read and fill the cache.
         progress: Show progress bars.
