@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["EncoderSpec", "Encoder", "resolve_device", "l2_normalize", "pil_to_tensor", "resize_square"]
+__all__ = ["EncoderSpec", "Encoder", "resolve_device", "l2_normalize", "pil_to_tensor", "resize_square", "to_device"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -82,6 +82,17 @@ def resolve_device(device: str = "auto") -> str:
     if device not in {"cpu", "mps"} and not device.startswith("cuda"):
         raise ImgclustError(f"unknown device {device!r}: use auto, cpu, cuda or mps")
     return device
+
+
+def to_device(tensor, device: str):
+    """Move a CPU batch to ``device``; to CUDA through pinned memory, asynchronously.
+
+    Pinned (page-locked) host memory lets the copy run by DMA while the GPU still works on
+    the previous batch; on CPU and MPS this is a plain ``.to``.
+    """
+    if str(device).startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import ImgclustError, require
-from .base import Encoder, EncoderSpec, l2_normalize, pil_to_tensor, resize_square, resolve_device
+from .base import Encoder, EncoderSpec, l2_normalize, pil_to_tensor, resize_square, resolve_device, to_device
 
 __all__ = ["EfficientNetEncoder", "load_efficientnet_lite0"]
 
@@ -110,7 +110,7 @@ class EfficientNetEncoder(Encoder):
         import torch
 
         x = pil_to_tensor(images, self.spec.image_size, self.spec.mean, self.spec.std, self.spec.resample)
-        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+        return to_device(x, self.device).contiguous(memory_format=torch.channels_last)
 
     def feature_map(self, x):
         """Output of the last convolutional block, (N, 1280, 7, 7)."""
