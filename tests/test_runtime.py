@@ -144,3 +144,38 @@ def test_batch_size_defaults_to_the_encoders_and_run_json_records_runtime(tmp_pa
     config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert config["batch_size"] == 64 and config["runtime"] == "torch"
     assert res.timings["n_encoded"] == 9
+
+
+def test_gpu_copy_path_pins_memory_and_is_async():
+    from imgclust.encoders.base import to_device
+
+    calls = []
+
+    class FakeTensor:
+        def pin_memory(self):
+            calls.append("pin")
+            return self
+
+        def to(self, device, non_blocking=False):
+            calls.append((device, non_blocking))
+            return self
+
+    to_device(FakeTensor(), "cuda:0")
+    assert calls == ["pin", ("cuda:0", True)]
+    calls.clear()
+    to_device(FakeTensor(), "cpu")
+    assert calls == [("cpu", False)]
+
+
+def test_hf_encoder_batches_go_through_the_device_copy(tmp_path, monkeypatch):
+    from hf_fixtures import make_tiny_vit
+    from imgclust.encoders import hf
+
+    seen = []
+    real = hf.to_device
+    monkeypatch.setattr(hf, "to_device", lambda t, d: seen.append((tuple(t.shape), d)) or real(t, d))
+    enc = create_encoder(f"hf:{make_tiny_vit(tmp_path / 'vit')}", device="cpu", runtime="auto")
+    assert enc.runtime == "torch" and enc.default_batch_size == 64
+    vec = enc.encode_images([Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (30, 40), (10, 10, 200))])
+    assert vec.shape[0] == 2 and np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
+    assert seen[-1] == ((2, 3, 32, 32), "cpu")
