@@ -185,26 +185,30 @@ def main() -> None:
     work = args.work or Path(tempfile.mkdtemp(prefix="imgclust-throughput-"))
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    rows = []
+    result = {"rows": [], "rss_run": None, "default_cpu_runtime": resolve_runtime("auto", "cpu"),
+              "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+              "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
     if args.cifar and args.data.is_dir():
-        rows += measure_set("cifar", cifar_paths(args.data, args.cifar), runtimes, work)
+        result["rows"] += measure_set("cifar", cifar_paths(args.data, args.cifar), runtimes, work)
+        _save(args.out, result, t0)  # a long run keeps what it measured so far
     if args.large:
-        rows += measure_set("large", make_large_photos(work / "large", args.large), runtimes, work)
-    rss = None
+        result["rows"] += measure_set("large", make_large_photos(work / "large", args.large), runtimes, work)
+        _save(args.out, result, t0)
     if args.rss_images and args.data.is_dir():
         paths_file = work / "rss-paths.json"
         paths_file.write_text(json.dumps(cifar_paths(args.data, args.rss_images)))
-        rss = run_config("imgclust", resolve_runtime("auto", "cpu"), paths_file)
+        rss = result["rss_run"] = run_config("imgclust", resolve_runtime("auto", "cpu"), paths_file)
         print(f"  rss    {rss['images']} images with {rss['runtime']}: peak RSS {rss['peak_rss_mb']:.0f} MB, "
               f"{rss['images_per_s']:.1f} img/s", flush=True)
-    print_table(rows)
-    result = {"rows": rows, "rss_run": rss, "default_cpu_runtime": resolve_runtime("auto", "cpu"),
-              "cpu_count": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-              "seconds": round(time.perf_counter() - t0, 1),
-              "command": "python benchmarks/throughput.py " + " ".join(sys.argv[1:])}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print_table(result["rows"])
+    _save(args.out, result, t0)
     print(f"\nwrote {args.out}")
+
+
+def _save(out: Path, result: dict, t0: float) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    result["seconds"] = round(time.perf_counter() - t0, 1)
+    out.write_text(json.dumps(result, indent=2) + "\n")
 
 
 if __name__ == "__main__":

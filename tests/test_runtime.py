@@ -92,6 +92,8 @@ def test_auto_picks_torch_on_gpu_and_fastest_installed_on_cpu(monkeypatch):
     assert rt.resolve_runtime("auto", "cpu") == expected
     monkeypatch.setattr(rt, "runtime_available", lambda r: r in ("torch", "onnx"))
     assert rt.resolve_runtime("auto", "cpu") == "onnx"
+    monkeypatch.setattr(rt, "runtime_available", lambda r: r in ("torch", "openvino"))
+    assert rt.resolve_runtime("auto", "cpu") == "openvino"
     monkeypatch.setattr(rt, "runtime_available", lambda r: r == "torch")
     assert rt.resolve_runtime(None, "cpu") == "torch"
     assert rt.resolve_runtime("TORCH", "cpu") == "torch"
