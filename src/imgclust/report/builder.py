@@ -30,6 +30,7 @@ import numpy as np
 
 from .._io import jsonable
 from ..rundir import load_run
+from .curation import curation_payload
 from .sections import (
     animation_payload,
     compare_payload,
@@ -173,6 +174,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "training": training_payload(metrics),
         "probe": probe_payload(metrics),
         "compare": compare_payload(run_dir, cfg.get("encoder")),
+        "curation": curation_payload(run_dir, n),
         "thumb_size": thumb_size,
     }
     return data, thumbs
