@@ -127,16 +127,35 @@ def _factory(family: str) -> Callable[..., Encoder]:
     return getattr(importlib.import_module(module), attr)
 
 
-def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto") -> Encoder:
+# Families whose backend runs behind an exported runtime (ONNX Runtime, OpenVINO) besides torch.
+RUNTIME_FAMILIES = frozenset({"cnn"})
+
+
+def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto",
+                   runtime: str = "auto", cache_dir: str | os.PathLike | None = None) -> Encoder:
     """Build a ready-to-use encoder from a name, a spec, or pass an encoder through.
 
     Args:
         name: Registry name, ``hf:<id or dir>``, an :class:`EncoderSpec` or an :class:`Encoder`.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        runtime: ``auto`` (torch on a GPU, the fastest installed CPU runtime on CPU), ``torch``,
+            ``onnx`` or ``openvino``. Only the CNN encoders have exported runtimes; the others
+            accept ``auto`` and ``torch``.
+        cache_dir: Cache root for the one-time ONNX export (default: the embedding cache root).
     """
     if isinstance(name, Encoder):
         return name
     spec = name if isinstance(name, EncoderSpec) else get_spec(name)
+    runtime = (runtime or "auto").lower()
+    if spec.family in RUNTIME_FAMILIES:
+        return _factory(spec.family)(spec, device=device, runtime=runtime, cache_dir=cache_dir)
+    if runtime not in ("auto", "torch"):
+        from .runtime import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            raise ImgclustError(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
+        raise ImgclustError(f"--runtime {runtime} is available for efficientnet encoders only; "
+                            f"{spec.name} runs with --runtime torch (or auto)")
     return _factory(spec.family)(spec, device=device)
 
 

@@ -60,7 +60,8 @@ def _align(parts: list[EmbedResult]) -> tuple[list[int], list[list[int]]]:
 
 
 def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: Sequence, labels: str | None = None,
-                device: str = "auto", batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
+                device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
+                cache_dir: str | os.PathLike | None = None,
                 cache: bool = True, progress: bool = False) -> MultiEmbedResult:
     """Embed the same images with each encoder (each through its own store) and align the rows.
 
@@ -69,7 +70,8 @@ def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: S
         encoders: Two or more registry names / encoders.
         labels: ``folder`` or ``manifest`` (ignored for records).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: Images per forward pass.
+        runtime: Inference runtime of each encoder (see :func:`~imgclust.pipeline.embed.embed_images`).
+        batch_size: Images per forward pass (``None`` = each encoder's default).
         cache_dir: Embedding cache root.
         cache: Read and fill the caches.
         progress: Show progress bars.
@@ -81,8 +83,8 @@ def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: S
         records = list(inputs)
     else:
         records = discover(inputs, labels=labels)
-    parts = [embed_images(records, encoder=e, device=device, batch_size=batch_size, cache_dir=cache_dir,
-                          cache=cache, progress=progress) for e in encoders]
+    parts = [embed_images(records, encoder=e, device=device, runtime=runtime, batch_size=batch_size,
+                          cache_dir=cache_dir, cache=cache, progress=progress) for e in encoders]
     keep, rows = _align(parts)
     first = parts[0]
     emb = (np.concatenate([p.embeddings[r] for p, r in zip(parts, rows)], axis=1) if keep
