@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .analyze import check_k, cluster_embeddings, validate_options
-from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
 from .pipeline.sources import discover
 from .rundir import ClusteringResult, load_run, run_config, run_embeddings, run_records, write_run_json
@@ -70,6 +69,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                                                                          cache_dir=cache_dir, k=k))
     result.timings = {**emb.timings(), **result.timings,
                       "total": time.perf_counter() - t0}
+    result.store = emb.store  # a large run references the store's shards instead of copying them
     if out is not None:
         _write(result, out, plots, report)
     return result
@@ -95,8 +95,6 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
     import numpy as np
 
     run = load_run(run_dir)
-    if run["embeddings"] is None:
-        raise ImgclustError(f"{run_dir} has no embeddings.npy; re-run `imgclust run`")
     table = run["table"].to_pydict()
     cfg = dict(run["run"].get("config", {}))
     coords = np.stack([table["x"], table["y"]], 1).astype(np.float32)
