@@ -107,3 +107,25 @@ def test_map_on_a_sample_places_the_rest_beside_their_cluster(monkeypatch):
     cents = np.stack([res.coords[res.labels == c].mean(0) for c in range(4)])
     own = ((res.coords[:, None] - cents[None]) ** 2).sum(-1).argmin(1)
     assert (own == res.labels).mean() > 0.99
+
+
+def test_report_past_its_cap_shows_a_stratified_sample_with_whole_counts(tmp_path):
+    from imgclust.analyze import cluster_embeddings
+    from imgclust.report import build_report
+    from imgclust.report.builder import report_payload
+
+    X, _ = _blobs(300, 10)
+    X = np.concatenate([X, _blobs(5, 11, seed=3)[0][-5:]])  # a tiny 11th group
+    res = cluster_embeddings(X, reduce="none", map="pca", method="kmeans", k=11)
+    res.save(tmp_path)
+    data, thumbs = report_payload(tmp_path, max_points=400)
+    assert data["n"] <= 400 and data["n_total"] == len(X) and len(data["rows"]) == data["n"]
+    assert {c["id"] for c in data["clusters"]} == set(res.labels.tolist())  # every cluster shown
+    sizes = np.bincount(res.labels)
+    for c in data["clusters"]:
+        assert c["size"] == sizes[c["id"]] and c["shown"] == len(c["order"]) <= c["size"]
+        assert max(c["order"]) < data["n"]
+    assert max(data["nn"]) < data["n"] and len(data["x"]) == data["n"]
+    assert data["cluster"] == res.labels[data["rows"]].tolist()
+    html = build_report(tmp_path, max_points=400).read_text()
+    assert "stratified sample" in html
