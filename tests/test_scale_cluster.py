@@ -21,6 +21,7 @@ def test_kmeans_large_path_samples_trains_and_streams(monkeypatch):
     from imgclust.cluster import _scale, classic
 
     monkeypatch.setattr(classic, "KMEANS_FULL_ROWS", 500)
+    monkeypatch.setattr(_scale, "KMEANS_FULL_ROWS", 500)
     monkeypatch.setattr(_scale, "KMEANS_SEED_ROWS", 200)
     X, y = _blobs(400, 6)
     km = classic.KMeans(n_clusters=6, max_points_per_centroid=40, random_state=0).fit(X)

@@ -21,8 +21,9 @@ SHARD_MIN_ROWS = 20_000
 RUN_REF_ROWS = 50_000
 
 # k-means: up to this many rows, the full data with n_init k-means++ restarts (as always).
-KMEANS_FULL_ROWS = 100_000
-# Above it: train on k * this many sampled rows (faiss's max_points_per_centroid idea), one restart ...
+KMEANS_FULL_ROWS = 50_000
+# Above it: train on max(k * this, KMEANS_FULL_ROWS) sampled rows (faiss's max_points_per_centroid
+# idea), one restart ...
 KMEANS_MAX_POINTS_PER_CENTROID = 64
 # ... with at most this many Lloyd iterations, k-means++ seeding on at most this many rows ...
 KMEANS_LARGE_ITER = 20

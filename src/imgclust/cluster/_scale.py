@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..limits import ASSIGN_BATCH, KMEANS_LARGE_ITER, KMEANS_MAX_POINTS_PER_CENTROID, KMEANS_SEED_ROWS
+from ..limits import (
+    ASSIGN_BATCH,
+    KMEANS_FULL_ROWS,
+    KMEANS_LARGE_ITER,
+    KMEANS_MAX_POINTS_PER_CENTROID,
+    KMEANS_SEED_ROWS,
+)
 
 __all__ = ["sample_rows", "assign_batches", "train_kmeans_large", "radius_assign"]
 
@@ -41,7 +47,10 @@ def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int = ASSIGN_BATCH
 
 def train_kmeans_large(X, k: int, *, max_iter: int, spherical: bool, init: str, random_state: int,
                        max_points_per_centroid: int = KMEANS_MAX_POINTS_PER_CENTROID) -> tuple[np.ndarray, int]:
-    """Centroids from a training sample of ``k * max_points_per_centroid`` rows: ``(centroids, iterations)``.
+    """Centroids from a training sample: ``(centroids, iterations)``.
+
+    The sample has ``max(k * max_points_per_centroid, KMEANS_FULL_ROWS)`` rows, so it is never
+    smaller than what the full-data path would have used.
 
     Seeding is bounded: k-means++ runs on at most :data:`~imgclust.limits.KMEANS_SEED_ROWS`
     of the sample (its cost is O(rows * k * d)), and not at all past ``k * rows > 4e7``, where
@@ -49,10 +58,10 @@ def train_kmeans_large(X, k: int, *, max_iter: int, spherical: bool, init: str, 
     """
     import faiss
 
-    _, train = sample_rows(X, k * max_points_per_centroid, random_state)
+    _, train = sample_rows(X, max(k * max_points_per_centroid, KMEANS_FULL_ROWS), random_state)
     niter = min(int(max_iter), KMEANS_LARGE_ITER)
     km = faiss.Kmeans(train.shape[1], k, niter=niter, nredo=1, seed=int(random_state) + 1, spherical=spherical,
-                      max_points_per_centroid=max_points_per_centroid, min_points_per_centroid=1, verbose=False)
+                      max_points_per_centroid=len(train) // k + 1, min_points_per_centroid=1, verbose=False)
     seed_rows = min(len(train), KMEANS_SEED_ROWS)
     if init == "k-means++" and seed_rows * k <= 4e7:
         from sklearn.cluster import kmeans_plusplus

@@ -54,7 +54,7 @@ class KMeans(ClusterMixin, BaseEstimator):
     faiss then runs the iterations.
 
     Past :data:`~imgclust.limits.KMEANS_FULL_ROWS` rows the centroids are trained on a sample
-    of ``k * max_points_per_centroid`` rows (one restart, bounded seeding, see
+    of ``max(k * max_points_per_centroid, KMEANS_FULL_ROWS)`` rows (one restart, bounded seeding, see
     :func:`~imgclust.cluster._scale.train_kmeans_large`) and every row is then assigned in
     streaming batches; ``nearest_sq_distances_`` keeps each row's two nearest squared distances.
 
