@@ -140,7 +140,7 @@ def run_stage(stage: str, **params) -> dict:
     return res
 
 
-def bench_sizes(sizes, ks, dim, components, map_, dtype) -> list[dict]:
+def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = True) -> list[dict]:
     rows = []
     for n in sizes:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
@@ -149,8 +149,9 @@ def bench_sizes(sizes, ks, dim, components, map_, dtype) -> list[dict]:
             print(f"n={n:,}: fill {fill['wall_s']}s, {fill.get('peak_rss_mb')} MB RSS, store {fill['store_mb']} MB",
                   flush=True)
             for k in ks:
-                km = run_stage("kmeans", cache=cache, dim=dim, k=k)
-                print(f"  k={k}: k-means fit+assign {km['fit_assign_s']}s, {km.get('peak_rss_mb')} MB", flush=True)
+                km = run_stage("kmeans", cache=cache, dim=dim, k=k) if kmeans_stage else None
+                if km:
+                    print(f"  k={k}: k-means fit+assign {km['fit_assign_s']}s, {km.get('peak_rss_mb')} MB", flush=True)
                 pipe = run_stage("pipeline", cache=cache, dim=dim, k=k, out=str(Path(tmp) / f"run-{k}"), map_=map_)
                 print(f"  k={k}: store->report {pipe['store_to_report_s']}s, {pipe.get('peak_rss_mb')} MB, "
                       f"report {pipe['report_mb']} MB", flush=True)
@@ -178,11 +179,12 @@ def _table(rows: list[dict]) -> str:
             "| of which cluster / map / report (s) | report.html (MB) | load avg |")
     lines = [head, "|" + "---|" * 8]
     for r in rows:
-        f, km, p = r["fill"], r["kmeans"], r["pipeline"]
-        lines.append(f"| {r['n']:,} | {r['k']} | {f['wall_s']} / {f.get('peak_rss_mb')} | {km['fit_assign_s']} / "
-                     f"{km.get('peak_rss_mb')} | {p['store_to_report_s']} / {p.get('peak_rss_mb')} | "
+        f, km, p = r["fill"], r["kmeans"] or {}, r["pipeline"]
+        lines.append(f"| {r['n']:,} | {r['k']} | {f['wall_s']} / {f.get('peak_rss_mb')} | "
+                     f"{km.get('fit_assign_s', '-')} / {km.get('peak_rss_mb', '-')} | "
+                     f"{p['store_to_report_s']} / {p.get('peak_rss_mb')} | "
                      f"{p['cluster_s']} / {p['map_s']} / {p['report_s']} | {p['report_mb']} | "
-                     f"{km['stage_started_load']:.1f}-{p['stage_ended_load']:.1f} |")
+                     f"{p['stage_started_load']:.1f}-{p['stage_ended_load']:.1f} |")
     return "\n".join(lines)
 
 
@@ -198,13 +200,22 @@ def main() -> None:
     ap.add_argument("--map", default="pca", help="Map reducer (fitted on a 20,000-row stratified sample).")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--ray-images", type=int, default=0, help="Also compare embed engines on N CIFAR images.")
+    ap.add_argument("--no-kmeans-stage", action="store_true",
+                    help="Skip the standalone k-means stage (the pipeline stage still times clustering).")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP/BLAS threads in the stages (0: library default). On an oversubscribed machine "
+                         "1 avoids OpenMP spin-waiting.")
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
     args = ap.parse_args()
     t = time.time()
     result = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)), "cpus": os.cpu_count(),
               "load_at_start": os.getloadavg(), "argv": sys.argv[1:]}
-    result["rows"] = bench_sizes(args.sizes, args.ks, args.dim, args.components, args.map, args.dtype) \
-        if args.sizes else []
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)  # inherited by the stage processes
+    result["threads"] = args.threads or "default"
+    result["rows"] = bench_sizes(args.sizes, args.ks, args.dim, args.components, args.map, args.dtype,
+                                 not args.no_kmeans_stage) if args.sizes else []
     if args.ray_images:
         result["ray_embed"] = bench_ray(args.ray_images)
     result["load_at_end"] = os.getloadavg()

@@ -26,8 +26,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                    k: int | str | None = 10, labels: str | None = None, seeds: int = 1, random_state: int = 0,
                    device: str = "auto", batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
                    cache: bool = True, out: str | os.PathLike | None = None, plots: bool = True,
-                   report: bool = True, method_params: dict | None = None, progress: bool = False
-                   ) -> ClusteringResult:
+                   report: bool = True, method_params: dict | None = None, progress: bool = False,
+                   engine: str = "local", ray_address: str | None = None) -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
     Args:
@@ -50,6 +50,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         report: Write ``report.html`` (with ``out``).
         method_params: Extra clusterer arguments.
         progress: Show progress bars.
+        engine: Embed engine: ``local`` or ``ray`` (Ray Data actors).
+        ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
 
     Returns:
         A :class:`ClusteringResult`.
@@ -60,7 +62,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     if isinstance(k, int):  # fail before embedding, not after
         check_k(method, k, len(records), method if isinstance(method, str) else type(method).__name__)
     emb = embed_images(records, encoder=encoder, device=device, batch_size=batch_size, cache_dir=cache_dir,
-                       cache=cache, progress=progress)
+                       cache=cache, progress=progress, engine=engine, ray_address=ray_address)
     result = cluster_embeddings(emb.embeddings, emb.records, reduce=reduce, n_components=n_components, map=map,
                                 method=method, k=k, seeds=seeds, random_state=random_state,
                                 method_params=method_params, progress=progress, hashes=emb.hashes,

@@ -50,11 +50,11 @@ def train_kmeans_large(X, k: int, *, max_iter: int, spherical: bool, init: str, 
     """Centroids from a training sample: ``(centroids, iterations)``.
 
     The sample has ``max(k * max_points_per_centroid, KMEANS_FULL_ROWS)`` rows, so it is never
-    smaller than what the full-data path would have used.
-
-    Seeding is bounded: k-means++ runs on at most :data:`~imgclust.limits.KMEANS_SEED_ROWS`
-    of the sample (its cost is O(rows * k * d)), and not at all past ``k * rows > 4e7``, where
-    faiss's own random seeding on the large sample is as good and far cheaper.
+    smaller than what the full-data path would have used. Seeding cost is bounded: k-means++
+    (scikit-learn's, O(rows * k * d) with local trials) runs on at most
+    :data:`~imgclust.limits.KMEANS_SEED_ROWS` rows and only while ``rows * k <= 2e6``; past
+    that faiss's own seeding (a random sample of the training rows) is used, which on a large
+    sample is as good and costs nothing.
     """
     import faiss
 
@@ -63,7 +63,7 @@ def train_kmeans_large(X, k: int, *, max_iter: int, spherical: bool, init: str, 
     km = faiss.Kmeans(train.shape[1], k, niter=niter, nredo=1, seed=int(random_state) + 1, spherical=spherical,
                       max_points_per_centroid=len(train) // k + 1, min_points_per_centroid=1, verbose=False)
     seed_rows = min(len(train), KMEANS_SEED_ROWS)
-    if init == "k-means++" and seed_rows * k <= 4e7:
+    if init == "k-means++" and seed_rows * k <= 2e6:
         from sklearn.cluster import kmeans_plusplus
 
         init_c, _ = kmeans_plusplus(train[:seed_rows], k, random_state=random_state)
