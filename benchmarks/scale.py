@@ -214,8 +214,9 @@ def main() -> None:
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             os.environ[var] = str(args.threads)  # inherited by the stage processes
     result["threads"] = args.threads or "default"
-    result["rows"] = bench_sizes(args.sizes, args.ks, args.dim, args.components, args.map, args.dtype,
-                                 not args.no_kmeans_stage) if args.sizes else []
+    sizes = [n for n in args.sizes if n > 0]  # --sizes 0: only the Ray comparison
+    result["rows"] = bench_sizes(sizes, args.ks, args.dim, args.components, args.map, args.dtype,
+                                 not args.no_kmeans_stage) if sizes else []
     if args.ray_images:
         result["ray_embed"] = bench_ray(args.ray_images)
     result["load_at_end"] = os.getloadavg()
