@@ -78,22 +78,3 @@ def test_a_killed_worker_loses_nothing(local_ray, tmp_path):
     np.testing.assert_array_equal(res.embeddings, enc.inner.encode_images(
         [__import__("imgclust.pipeline.sources", fromlist=["load_image"]).load_image(r.path) for r in records]))
     assert len(open_store(enc.inner, tmp_path / "cache")) == 20
-
-
-def test_engine_ray_without_ray_names_the_install(monkeypatch, tmp_path):
-    import builtins
-
-    from imgclust.errors import MissingDependencyError
-    from imgclust.pipeline.embed import embed_images
-
-    real = builtins.__import__
-
-    def no_ray(name, *a, **k):
-        if name == "ray" or name.startswith("ray."):
-            raise ImportError("no ray")
-        return real(name, *a, **k)
-
-    monkeypatch.setattr(builtins, "__import__", no_ray)
-    monkeypatch.delitem(sys.modules, "ray", raising=False)
-    with pytest.raises(MissingDependencyError, match=r"pip install 'imgclust\[ray\]'"):
-        embed_images([str(tmp_path)], encoder="pixels", engine="ray")

@@ -161,3 +161,23 @@ def test_embed_command_fills_the_store_then_run_reuses_it(tmp_path):
     bad = runner.invoke(app, ["embed", str(tmp_path / "imgs"), "--encoder", "pixels", "--cache-dir", str(cache),
                               "--dtype", "int8", "--quiet"])
     assert bad.exit_code != 0 and "float16" in bad.output and "Traceback" not in bad.output
+
+
+def test_engine_ray_without_ray_names_the_install(monkeypatch, tmp_path):
+    import builtins
+    import sys
+
+    from imgclust.errors import MissingDependencyError
+    from imgclust.pipeline.embed import embed_images
+
+    real = builtins.__import__
+
+    def no_ray(name, *a, **k):
+        if name == "ray" or name.startswith("ray."):
+            raise ImportError("no ray")
+        return real(name, *a, **k)
+
+    monkeypatch.setattr(builtins, "__import__", no_ray)
+    monkeypatch.delitem(sys.modules, "ray", raising=False)
+    with pytest.raises(MissingDependencyError, match=r"pip install 'imgclust\[ray\]'"):
+        embed_images([str(tmp_path)], encoder="pixels", engine="ray")
