@@ -24,9 +24,10 @@ __all__ = ["ClusteringResult", "cluster_images", "cluster_embeddings", "embed_im
 def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder="efficientnet-lite0", *,
                    reduce: str = "pca", n_components: int = 50, map: str = "auto", method: str | Any = "kmeans",
                    k: int | str | None = 10, labels: str | None = None, seeds: int = 1, random_state: int = 0,
-                   device: str = "auto", batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
-                   cache: bool = True, out: str | os.PathLike | None = None, plots: bool = True,
-                   report: bool = True, method_params: dict | None = None, progress: bool = False,
+                   device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
+                   cache_dir: str | os.PathLike | None = None, cache: bool = True,
+                   out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
+                   method_params: dict | None = None, progress: bool = False,
                    engine: str = "local", ray_address: str | None = None) -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
@@ -42,7 +43,9 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         seeds: Repeat clustering with N seeds and report mean and std.
         random_state: Base seed.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: Images per forward pass.
+        runtime: Inference runtime: ``auto`` (torch on a GPU, the fastest installed on CPU), ``torch``,
+            ``onnx`` or ``openvino``; vectors and cache are the same whichever runs.
+        batch_size: Images per forward pass (default: 64 on CPU, 256 on CUDA).
         cache_dir: Embedding cache root (default ``~/.cache/imgclust``).
         cache: Use the embedding cache.
         out: Write the run directory here.
@@ -61,8 +64,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     records = discover(inputs, labels=labels)
     if isinstance(k, int):  # fail before embedding, not after
         check_k(method, k, len(records), method if isinstance(method, str) else type(method).__name__)
-    emb = embed_images(records, encoder=encoder, device=device, batch_size=batch_size, cache_dir=cache_dir,
-                       cache=cache, progress=progress, engine=engine, ray_address=ray_address)
+    emb = embed_images(records, encoder=encoder, device=device, runtime=runtime, batch_size=batch_size,
+                       cache_dir=cache_dir, cache=cache, progress=progress, engine=engine, ray_address=ray_address)
     result = cluster_embeddings(emb.embeddings, emb.records, reduce=reduce, n_components=n_components, map=map,
                                 method=method, k=k, seeds=seeds, random_state=random_state,
                                 method_params=method_params, progress=progress, hashes=emb.hashes,

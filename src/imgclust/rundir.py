@@ -193,7 +193,8 @@ def run_config(inputs, emb, *, labels: str | None = None, batch_size: int = 64, 
     return {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
             "encoder": enc.name, "encoder_fingerprint": enc.fingerprint(), "encoder_weights": enc.spec.weights,
             "embedding_dim": int(emb.embeddings.shape[1]) if emb.embeddings.size else enc.dim,
-            "device": enc.device, "labels": labels, "batch_size": batch_size,
+            "device": enc.device, "runtime": getattr(enc, "runtime", "torch"), "labels": labels,
+            "batch_size": getattr(emb, "batch_size", None) or batch_size,
             "cache_dir": str(cache_dir) if cache_dir else None, "k_requested": k}
 
 

@@ -15,9 +15,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 
 
 def print_error(msg: str) -> None:
+    from rich.markup import escape
+
     from ..progress import console
 
-    console().print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
+    # Escaped: messages name extras like 'imgclust[onnx]', which rich would eat as markup tags.
+    console().print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True, soft_wrap=True)
 
 
 def friendly(fn: Callable) -> Callable:

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 from typing import Sequence
 
 import numpy as np
 from PIL import Image
 
 from ..errors import ImgclustError, require
-from .base import Encoder, EncoderSpec, l2_normalize, pil_to_tensor, resolve_device
+from .base import Encoder, EncoderSpec, l2_normalize, pil_to_tensor, resize_square, resolve_device, to_device
 
 __all__ = ["EfficientNetEncoder", "load_efficientnet_lite0"]
 
@@ -42,24 +43,74 @@ def load_efficientnet_lite0():
     return model.eval()
 
 
-class EfficientNetEncoder(Encoder):
-    """EfficientNet-Lite0 image encoder (1280-d, average pooled)."""
+class _Features:
+    """The embedding head as a module: last conv block, global average pool -> (N, 1280)."""
 
-    def __init__(self, spec: EncoderSpec, device: str = "auto"):
+    @staticmethod
+    def module(model):
         import torch
+
+        class Features(torch.nn.Module):
+            def __init__(self, net):
+                super().__init__()
+                self.net = net
+
+            def forward(self, x):
+                return self.net.extract_features(x).mean(dim=(2, 3))
+
+        return Features(model).eval()
+
+
+class EfficientNetEncoder(Encoder):
+    """EfficientNet-Lite0 image encoder (1280-d, average pooled).
+
+    Args:
+        spec: The encoder spec.
+        device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
+        runtime: ``auto``, ``torch``, ``onnx`` or ``openvino`` (see :mod:`imgclust.encoders.runtime`);
+            every runtime gives the same vectors (to float32 rounding), so the fingerprint is shared.
+        cache_dir: Cache root holding the one-time ONNX export (default: the embedding cache root).
+    """
+
+    def __init__(self, spec: EncoderSpec, device: str = "auto", runtime: str = "auto",
+                 cache_dir: str | os.PathLike | None = None):
+        from .runtime import export_onnx, load_runtime, onnx_path, resolve_runtime
 
         self.spec = spec
         self.device = resolve_device(device)
-        model = load_efficientnet_lite0().to(self.device)
-        # channels_last roughly doubles CPU conv throughput with oneDNN.
-        self.model = model.to(memory_format=torch.channels_last)
+        self.runtime = resolve_runtime(runtime, self.device)
+        self._model = None
+        self._run = None
+        if self.runtime == "torch":
+            self._model = self.model  # load now: a missing weights package fails here, not mid-run
+        else:
+            path = export_onnx(lambda: _Features.module(load_efficientnet_lite0()),
+                               onnx_path(cache_dir, self.fingerprint()), spec.image_size)
+            self._run = load_runtime(self.runtime, path)
+
+    @property
+    def model(self):
+        """The torch module, loaded on first use with an exported runtime.
+
+        Only ``predict_proba`` and ``feature_map`` need it there; not loading it saves its memory.
+        """
+        if self._model is None:
+            import torch
+
+            # channels_last roughly doubles CPU conv throughput with oneDNN.
+            self._model = load_efficientnet_lite0().to(self.device).to(memory_format=torch.channels_last)
+        return self._model
+
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """The one resize to the model's input size (run in the decode workers)."""
+        return resize_square(img, self.spec.image_size, self.spec.resample)
 
     def preprocess(self, images: Sequence[Image.Image]):
         """RGB PIL images -> normalised NCHW tensor on this encoder's device."""
         import torch
 
         x = pil_to_tensor(images, self.spec.image_size, self.spec.mean, self.spec.std, self.spec.resample)
-        return x.to(self.device).contiguous(memory_format=torch.channels_last)
+        return to_device(x, self.device).contiguous(memory_format=torch.channels_last)
 
     def feature_map(self, x):
         """Output of the last convolutional block, (N, 1280, 7, 7)."""
@@ -71,6 +122,9 @@ class EfficientNetEncoder(Encoder):
 
         if not images:
             return np.zeros((0, self.spec.dim), np.float32)
+        if self._run is not None:
+            x = pil_to_tensor(images, self.spec.image_size, self.spec.mean, self.spec.std, self.spec.resample)
+            return l2_normalize(self._run(x.numpy()))
         with torch.inference_mode():
             fmap = self.feature_map(self.preprocess(images))
             pooled = fmap.mean(dim=(2, 3))

@@ -55,6 +55,16 @@ ENCODERS: dict[str, EncoderSpec] = {
         _hf("dinov2-s", "dinov2", "facebook/dinov2-small", 384, desc="DINOv2 ViT-S/14, CLS token"),
         _hf("dinov2-b", "dinov2", "facebook/dinov2-base", 768, desc="DINOv2 ViT-B/14, CLS token"),
         _hf("dinov2-l", "dinov2", "facebook/dinov2-large", 1024, desc="DINOv2 ViT-L/14, CLS token"),
+        # TEMI's other backbones, through transformers' native classes (mean/std/size as in each
+        # checkpoint's preprocessor_config.json; the processor loaded with it does the work).
+        _hf("convnext-b", "convnext", "facebook/convnext-base-224", 1024, pooling="pooler",
+            desc="ConvNeXt-B 224, ImageNet-1k; pooled + layer-normed last stage"),
+        _hf("resnet-50", "resnet", "microsoft/resnet-50", 2048, pooling="pooler",
+            desc="ResNet-50, ImageNet-1k; global average pooled last stage"),
+        _hf("vit-mae-b", "mae", "facebook/vit-mae-base", 768, pooling="mean",
+            desc="MAE ViT-B/16 (self-supervised), no masking, mean of the patch tokens"),
+        _hf("vit-msn-b", "msn", "facebook/vit-msn-base", 768,
+            desc="MSN ViT-B/16 (self-supervised), CLS token"),
     ]
 }
 
@@ -68,6 +78,10 @@ FACTORIES: dict[str, str] = {
     "vit": "imgclust.encoders.hf:HFEncoder",
     "dino": "imgclust.encoders.hf:HFEncoder",
     "dinov2": "imgclust.encoders.hf:HFEncoder",
+    "convnext": "imgclust.encoders.hf:HFEncoder",
+    "resnet": "imgclust.encoders.hf:HFEncoder",
+    "mae": "imgclust.encoders.hf:HFEncoder",
+    "msn": "imgclust.encoders.hf:HFEncoder",
     "hf": "imgclust.encoders.hf:HFEncoder",
 }
 
@@ -103,16 +117,35 @@ def _factory(family: str) -> Callable[..., Encoder]:
     return getattr(importlib.import_module(module), attr)
 
 
-def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto") -> Encoder:
+# Families whose backend runs behind an exported runtime (ONNX Runtime, OpenVINO) besides torch.
+RUNTIME_FAMILIES = frozenset({"cnn"})
+
+
+def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto",
+                   runtime: str = "auto", cache_dir: str | os.PathLike | None = None) -> Encoder:
     """Build a ready-to-use encoder from a name, a spec, or pass an encoder through.
 
     Args:
         name: Registry name, ``hf:<id or dir>``, an :class:`EncoderSpec` or an :class:`Encoder`.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        runtime: ``auto`` (torch on a GPU, the fastest installed CPU runtime on CPU), ``torch``,
+            ``onnx`` or ``openvino``. Only the CNN encoders have exported runtimes; the others
+            accept ``auto`` and ``torch``.
+        cache_dir: Cache root for the one-time ONNX export (default: the embedding cache root).
     """
     if isinstance(name, Encoder):
         return name
     spec = name if isinstance(name, EncoderSpec) else get_spec(name)
+    runtime = (runtime or "auto").lower()
+    if spec.family in RUNTIME_FAMILIES:
+        return _factory(spec.family)(spec, device=device, runtime=runtime, cache_dir=cache_dir)
+    if runtime not in ("auto", "torch"):
+        from .runtime import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            raise ImgclustError(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
+        raise ImgclustError(f"--runtime {runtime} is available for efficientnet encoders only; "
+                            f"{spec.name} runs with --runtime torch (or auto)")
     return _factory(spec.family)(spec, device=device)
 
 

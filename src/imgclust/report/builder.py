@@ -32,6 +32,7 @@ from .._io import jsonable
 from ..limits import REPORT_MAX_POINTS
 from ..rundir import load_run
 from ..sampling import stratified_sample
+from .curation import curation_payload
 from .sections import (
     animation_payload,
     compare_payload,
@@ -211,6 +212,8 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "training": training_payload(metrics),
         "probe": probe_payload(metrics),
         "compare": compare_payload(run_dir, cfg.get("encoder")),
+        # Curation refers to run rows; on a sampled page those are not the shown rows (not remapped yet).
+        "curation": curation_payload(run_dir, n) if rows is None else None,
         "thumb_size": thumb_size,
     }
     return data, thumbs
