@@ -7,6 +7,7 @@ use, so ``import imgclust`` stays light):
 CLI                    Python
 =====================  =============================================
 ``run``                :func:`cluster_images`
+``embed``              :func:`embed_images`
 ``cluster --from``     :func:`recluster`
 ``report``             :func:`build_report`
 ``encoders``           :func:`list_encoders`

@@ -13,12 +13,15 @@ from typing import Any, Sequence
 import numpy as np
 
 from .cluster import make_clusterer, needs_k, sweep_k
+from .cluster._scale import assign_batches
 from .cluster.registry import takes_param
 from .errors import ImgclustError
+from .limits import ASSIGN_BATCH, MAP_FIT_ROWS, check_size
 from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
 from .pipeline.sources import ImageRecord
 from .reduce import REDUCERS, Reducer
 from .rundir import ClusteringResult
+from .sampling import stratified_sample
 
 __all__ = ["cluster_embeddings", "validate_options", "check_k", "reduce_spaces"]
 
@@ -37,6 +40,8 @@ def validate_options(method, reduce: str, map: str) -> None:
 def check_k(method, k, n: int, name: str) -> tuple[bool, int | str | None]:
     """``(takes_k, k)``: whether the method takes k, and k validated against ``n`` images."""
     takes_k = needs_k(method)
+    if isinstance(method, str):
+        check_size(method, n)  # the O(N^2) methods refuse large inputs before any work
     if not takes_k:
         return False, k
     if k is None:
@@ -106,17 +111,54 @@ def _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress, tru
     return model, labels, runs_int, runs_ext
 
 
-def _map_coords(X0: np.ndarray, coords, map: str, random_state: int) -> np.ndarray:
-    """2-D map coordinates: given, the data itself when it is 1-2-D, else the ``map`` reducer."""
+def _map_coords(X0: np.ndarray, coords, map: str, random_state: int, labels=None, X=None) -> np.ndarray:
+    """2-D map coordinates: given, the data itself when it is 1-2-D, else the ``map`` reducer.
+
+    Past :data:`~imgclust.limits.MAP_FIT_ROWS` rows the reducer is fitted on a stratified
+    sample (every cluster represented) and the other rows are placed beside their nearest
+    sampled member of the same cluster (:func:`_place_rest`).
+    """
     n = len(X0)
     if coords is None:
         if X0.shape[1] <= 2:
-            coords = np.pad(X0, ((0, 0), (0, 2 - X0.shape[1])))
+            coords = np.pad(np.asarray(X0, np.float32), ((0, 0), (0, 2 - X0.shape[1])))
+        elif n > MAP_FIT_ROWS and labels is not None:
+            rows = stratified_sample(labels, MAP_FIT_ROWS, random_state)
+            fitted = Reducer(map, n_components=2, random_state=random_state).fit_transform(
+                np.asarray(X0[rows], np.float32))
+            coords = _place_rest(X if X is not None else X0, labels, rows, np.asarray(fitted, np.float32),
+                                 random_state)
         else:
             coords = Reducer(map, n_components=2, random_state=random_state).fit_transform(X0)
     coords = np.asarray(coords, np.float32).reshape(n, -1)
     if coords.shape[1] < 2:  # a 1-D map (e.g. 2 images) still needs x and y
         coords = np.pad(coords, ((0, 0), (0, 2 - coords.shape[1])))
+    return coords
+
+
+def _place_rest(X, labels: np.ndarray, rows: np.ndarray, fitted: np.ndarray, random_state: int) -> np.ndarray:
+    """Map coordinates of every row: sampled rows as fitted, others at their nearest sampled cluster-mate.
+
+    A small jitter (0.5% of the map's extent) keeps placed rows from hiding exactly behind
+    their anchor. Cost: N x (sampled rows per cluster) distances, cluster by cluster.
+    """
+    coords = np.empty((len(labels), 2), np.float32)
+    coords[rows] = fitted
+    is_sampled = np.zeros(len(labels), bool)
+    is_sampled[rows] = True
+    spread = 0.005 * (fitted.max(0) - fitted.min(0) + 1e-12)
+    rng = np.random.default_rng(random_state)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        anchors, rest = members[is_sampled[members]], members[~is_sampled[members]]
+        if not len(rest):
+            continue
+        A = np.asarray(X[anchors], np.float32)
+        a2 = (A ** 2).sum(1)
+        for s in range(0, len(rest), ASSIGN_BATCH):
+            R = np.asarray(X[rest[s:s + ASSIGN_BATCH]], np.float32)
+            near = (a2[None, :] - 2 * R @ A.T).argmin(1)
+            coords[rest[s:s + ASSIGN_BATCH]] = coords[anchors[near]] + rng.normal(0, 1, (len(R), 2)) * spread
     return coords
 
 
@@ -134,19 +176,28 @@ def centers_of(X: np.ndarray, labels: np.ndarray, model) -> np.ndarray:
 
 
 def distances_and_confidence(X: np.ndarray, labels: np.ndarray, centers: np.ndarray, model) -> tuple:
-    """Distance of each point to its centre, and a confidence: 1 - d1/d2, or the head's max probability."""
+    """Distance of each point to its centre, and a confidence: 1 - d1/d2, or the head's max probability.
+
+    Large inputs are streamed (faiss, two nearest centres per row); a k-means fitted on the
+    large-N path already knows both distances (``nearest_sq_distances_``) and is not searched again.
+    """
     n = len(X)
     dist = np.full(n, np.nan, np.float32)
     conf = np.full(n, np.nan, np.float32)
     if len(centers):
-        if n * len(centers) < 5e6:
+        d2 = getattr(model, "nearest_sq_distances_", None)
+        if d2 is not None and len(d2) == n and np.array_equal(getattr(model, "labels_", None), labels):
+            two = np.sqrt(d2)
+        elif n * len(centers) < 5e6:
             d = np.sqrt(np.maximum(((X[:, None, :] - centers[None]) ** 2).sum(-1), 0))
-        else:
-            d = np.stack([np.linalg.norm(X - c, axis=1) for c in centers], 1)
-        ok = (labels >= 0) & (labels < len(centers))
-        dist[ok] = d[ok, labels[ok]]
-        if d.shape[1] > 1:
+            ok = (labels >= 0) & (labels < len(centers))
+            dist[ok] = d[ok, labels[ok]]
             two = np.sort(d, axis=1)[:, :2]
+        else:
+            two = np.sqrt(assign_batches(X, centers, k=2)[1])
+        if d2 is not None or n * len(centers) >= 5e6:
+            dist = _own_distance(X, labels, centers)
+        if two.shape[1] > 1:
             conf = (1.0 - two[:, 0] / np.maximum(two[:, 1], 1e-12)).astype(np.float32)
     proba = getattr(model, "probabilities_", None)
     if proba is not None:
@@ -154,6 +205,17 @@ def distances_and_confidence(X: np.ndarray, labels: np.ndarray, centers: np.ndar
         conf = (proba.max(1) if proba.ndim == 2 else proba).astype(np.float32)
     conf[labels < 0] = 0.0
     return dist, conf
+
+
+def _own_distance(X, labels: np.ndarray, centers: np.ndarray) -> np.ndarray:
+    """Euclidean distance of each row to its own cluster's centre (NaN for noise), in batches."""
+    dist = np.full(len(X), np.nan, np.float32)
+    for s in range(0, len(X), ASSIGN_BATCH):
+        lab = labels[s:s + ASSIGN_BATCH]
+        ok = (lab >= 0) & (lab < len(centers))
+        R = np.asarray(X[s:s + ASSIGN_BATCH], np.float32)
+        dist[s:s + ASSIGN_BATCH][ok] = np.linalg.norm(R[ok] - centers[lab[ok]], axis=1)
+    return dist
 
 
 def _training_summary(model, method_name: str) -> dict | None:
@@ -231,7 +293,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     """
     t0 = time.perf_counter()
     validate_options(method, reduce or "none", map)
-    X0 = np.asarray(embeddings, np.float32)
+    X0 = np.asarray(embeddings, np.float32)  # a float32 memory map stays one (no copy)
     n = len(X0)
     if n == 0:
         raise ImgclustError("no images could be embedded (all were skipped)")
@@ -262,7 +324,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings["cluster"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    coords = _map_coords(X0, coords, map, random_state)
+    coords = _map_coords(X0, coords, map, random_state, labels=labels, X=X)
     timings["map"] = time.perf_counter() - t
 
     centers = centers_of(X, labels, model)

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .analyze import check_k, cluster_embeddings, validate_options
-from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
 from .pipeline.multi import embed_multi, encoder_names
 from .pipeline.sources import discover
@@ -29,7 +28,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                    device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                    cache_dir: str | os.PathLike | None = None, cache: bool = True,
                    out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
-                   method_params: dict | None = None, progress: bool = False) -> ClusteringResult:
+                   method_params: dict | None = None, progress: bool = False,
+                   engine: str = "local", ray_address: str | None = None) -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
     Args:
@@ -56,6 +56,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         report: Write ``report.html`` (with ``out``).
         method_params: Extra clusterer arguments.
         progress: Show progress bars.
+        engine: Embed engine: ``local`` or ``ray`` (Ray Data actors).
+        ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
 
     Returns:
         A :class:`ClusteringResult`.
@@ -69,7 +71,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     embed = (lambda **kw: embed_multi(records, several, **kw)) if several else (
         lambda **kw: embed_images(records, encoder=encoder, **kw))
     emb = embed(device=device, runtime=runtime, batch_size=batch_size, cache_dir=cache_dir, cache=cache,
-                progress=progress)
+                progress=progress, engine=engine, ray_address=ray_address)
     result = cluster_embeddings(emb.embeddings, emb.records, reduce=reduce, n_components=n_components, map=map,
                                 spaces=getattr(emb, "spaces", None),
                                 method=method, k=k, seeds=seeds, random_state=random_state,
@@ -79,6 +81,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                                                                          cache_dir=cache_dir, k=k))
     result.timings = {**emb.timings(), **result.timings,
                       "total": time.perf_counter() - t0}
+    result.store = emb.store  # a large run references the store's shards instead of copying them
     if out is not None:
         _write(result, out, plots, report)
     return result
@@ -104,8 +107,6 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
     import numpy as np
 
     run = load_run(run_dir)
-    if run["embeddings"] is None:
-        raise ImgclustError(f"{run_dir} has no embeddings.npy; re-run `imgclust run`")
     table = run["table"].to_pydict()
     cfg = dict(run["run"].get("config", {}))
     coords = np.stack([table["x"], table["y"]], 1).astype(np.float32)

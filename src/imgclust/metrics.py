@@ -11,17 +11,21 @@ __all__ = ["internal_scores", "external_scores", "cluster_accuracy", "confusion"
 
 
 def internal_scores(X: np.ndarray, labels: np.ndarray, *, sample_size: int | None = 10_000,
-                    random_state: int = 0) -> dict[str, float | None]:
+                    random_state: int = 0, max_rows: int | None = 200_000) -> dict[str, float | None]:
     """Silhouette (cosine on normalised rows = euclidean), Calinski-Harabasz, Davies-Bouldin.
 
     Noise points (label -1) are left out. Scores are ``None`` when fewer than two clusters
-    remain. Silhouette is estimated on ``sample_size`` points for large inputs (it is O(N^2)).
+    remain. Silhouette is estimated on ``sample_size`` points for large inputs (it is O(N^2));
+    past ``max_rows`` rows all three are estimated on a uniform sample of ``max_rows`` rows
+    (so a memory-mapped million is never copied whole).
     """
     from sklearn.metrics import calinski_harabasz_score, davies_bouldin_score, silhouette_score
 
     labels = np.asarray(labels)
-    keep = labels >= 0
-    X, labels = np.asarray(X)[keep], labels[keep]
+    rows = np.flatnonzero(labels >= 0)
+    if max_rows and len(rows) > max_rows:
+        rows = np.sort(np.random.default_rng(random_state).choice(rows, max_rows, replace=False))
+    X, labels = np.asarray(X)[rows], labels[rows]
     n_clusters = len(np.unique(labels))
     if n_clusters < 2 or n_clusters >= len(labels):
         return {"silhouette": None, "calinski_harabasz": None, "davies_bouldin": None}

@@ -4,8 +4,11 @@ A run directory holds ``clusters.parquet`` / ``clusters.csv`` (one row per image
 ``cluster``, ``x``, ``y``, ``distance``, ``confidence``, ``label``, ``caption``, ``hash``),
 ``metrics.json``, ``run.json`` (configuration, versions, timings), ``embeddings.npy`` and
 ``centers.npy`` (what ``cluster --from`` and the explore commands reuse) and, for trained
-heads, ``model.pkl``. Plots and ``report.html`` are drawn from these files by
-:mod:`imgclust.report`. Every file is written atomically.
+heads, ``model.pkl``. From :data:`~imgclust.limits.RUN_REF_ROWS` images on, a run embedded
+through the store does not copy its vectors: ``embeddings.ref.json`` names the store's
+shards and ``embeddings.rows.npy`` holds ``[shard, row]`` per image; :func:`load_run` reads
+either form (the reference as a memory map when the rows are one contiguous shard range).
+Plots and ``report.html`` are drawn from these files by :mod:`imgclust.report`. Every file is written atomically.
 
 Every command that works on a finished run reads it through :func:`load_run`; nothing here
 depends on how the run was produced.
@@ -25,6 +28,7 @@ import numpy as np
 
 from ._io import atomic_write_bytes, atomic_write_json
 from .errors import ImgclustError
+from .limits import RUN_REF_ROWS
 from .pipeline.sources import ImageRecord
 
 __all__ = ["ClusteringResult", "load_run", "run_records", "run_embeddings", "write_table", "write_embeddings",
@@ -49,6 +53,7 @@ class ClusteringResult:
     sweep: Any = None
     hashes: list[str] = field(default_factory=list)
     model: Any = None
+    store: Any = None  # the EmbeddingStore the vectors came from (large runs reference its shards)
 
     @property
     def n_clusters(self) -> int:
@@ -97,7 +102,7 @@ class ClusteringResult:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         write_table(out, self.table())
-        atomic_write_bytes(out / "embeddings.npy", _npy(self.embeddings))
+        write_embeddings(out, self.embeddings, self.hashes, self.store)
         atomic_write_bytes(out / "centers.npy", _npy(self.centers))
         atomic_write_json(out / "metrics.json", self.metrics)
         write_run_json(out, self.config, self.timings, self.sweep)
@@ -129,9 +134,57 @@ def write_table(out: str | os.PathLike, table) -> None:
     atomic_write_bytes(out / "clusters.csv", buf.getvalue())
 
 
-def write_embeddings(out: str | os.PathLike, embeddings: np.ndarray) -> None:
-    """Write ``embeddings.npy`` atomically (float32)."""
-    atomic_write_bytes(Path(out) / "embeddings.npy", _npy(embeddings))
+def write_embeddings(out: str | os.PathLike, embeddings: np.ndarray, hashes: list[str] | None = None,
+                     store=None) -> None:
+    """Write ``embeddings.npy`` (float32), or, for a large run from ``store``, a reference to its shards.
+
+    The reference (``embeddings.ref.json`` + ``embeddings.rows.npy``) is used from
+    :data:`~imgclust.limits.RUN_REF_ROWS` rows when every row's hash is in the store; the
+    store's remaining parquet parts are sealed into a shard first. Whichever form is written,
+    the other is removed, so a run directory never holds both.
+    """
+    out = Path(out)
+    loc = None
+    if store is not None and hashes and len(hashes) == len(embeddings) >= RUN_REF_ROWS:
+        loc = store.locate(list(hashes))
+        if loc is None:
+            store.seal()
+            loc = store.locate(list(hashes))
+    stale = ["embeddings.ref.json", "embeddings.rows.npy"] if loc is None else ["embeddings.npy"]
+    if loc is None:
+        atomic_write_bytes(out / "embeddings.npy", _npy(embeddings))
+    else:
+        names, rows = loc
+        buf = io.BytesIO()
+        np.save(buf, rows.astype(np.int64))
+        atomic_write_bytes(out / "embeddings.rows.npy", buf.getvalue())
+        atomic_write_json(out / "embeddings.ref.json", {"store": str(Path(store.dir).resolve()), "shards": names,
+                                                        "rows": "embeddings.rows.npy", "n": len(rows),
+                                                        "dim": int(store.dim)})
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+
+
+def _read_ref(run_dir: Path) -> tuple[np.ndarray | None, str | None]:
+    """Embeddings behind ``embeddings.ref.json``: ``(array, None)`` or ``(None, why not)``."""
+    ref = json.loads((run_dir / "embeddings.ref.json").read_text())
+    rows = np.load(run_dir / ref.get("rows", "embeddings.rows.npy"))
+    maps = []
+    for name in ref["shards"]:
+        path = Path(ref["store"]) / name
+        if not path.exists():
+            return None, (f"{run_dir}: its embeddings live in the store shard {path}, which is gone "
+                          "(cache moved or deleted); re-run `imgclust run` or `imgclust embed`")
+        maps.append(np.load(path, mmap_mode="r"))
+    if len(maps) == 1 and len(rows) and (np.diff(rows[:, 1]) == 1).all():
+        start = int(rows[0, 1])
+        return maps[0][start:start + len(rows)], None  # zero copy: a view of the memory map
+    out = np.empty((len(rows), int(ref["dim"])), np.float32)
+    for s, arr in enumerate(maps):
+        sel = np.flatnonzero(rows[:, 0] == s)
+        order = np.argsort(rows[sel, 1], kind="stable")
+        out[sel[order]] = arr[rows[sel[order], 1]]
+    return out, None
 
 
 def run_config(inputs, emb, *, labels: str | None = None, batch_size: int = 64, cache_dir=None, k=None) -> dict:
@@ -178,8 +231,10 @@ def load_run(run_dir: str | os.PathLike) -> dict:
     """Read a run directory back.
 
     Returns:
-        ``{"dir", "table" (pyarrow), "metrics", "run", "embeddings", "centers"}``; the arrays are
-        ``None`` when their files are absent.
+        ``{"dir", "table" (pyarrow), "metrics", "run", "embeddings", "centers", "embeddings_error"}``;
+        the arrays are ``None`` when their files are absent (``embeddings_error`` then says why,
+        when the run references a store shard that is gone). ``embeddings`` comes from
+        ``embeddings.npy`` or from the store shards named by ``embeddings.ref.json``.
     """
     import pyarrow.parquet as pq
 
@@ -190,7 +245,9 @@ def load_run(run_dir: str | os.PathLike) -> dict:
            "metrics": json.loads((run_dir / "metrics.json").read_text()),
            "run": json.loads((run_dir / "run.json").read_text())}
     emb = run_dir / "embeddings.npy"
-    out["embeddings"] = np.load(emb) if emb.exists() else None
+    out["embeddings"], out["embeddings_error"] = (np.load(emb), None) if emb.exists() else (None, None)
+    if out["embeddings"] is None and (run_dir / "embeddings.ref.json").exists():
+        out["embeddings"], out["embeddings_error"] = _read_ref(run_dir)
     cen = run_dir / "centers.npy"
     out["centers"] = np.load(cen) if cen.exists() else None
     return out
@@ -200,7 +257,7 @@ def run_embeddings(run: dict) -> np.ndarray:
     """The run's embeddings as float32, checked against its table (one row per image)."""
     emb = run["embeddings"]
     if emb is None:
-        raise ImgclustError(f"{run['dir']} has no embeddings.npy; re-run `imgclust run`")
+        raise ImgclustError(run.get("embeddings_error") or f"{run['dir']} has no embeddings.npy; re-run `imgclust run`")
     if len(emb) != run["table"].num_rows:
         raise ImgclustError(f"{run['dir']}: embeddings.npy has {len(emb)} rows but clusters.parquet has "
                             f"{run['table'].num_rows}; the run directory is inconsistent")

@@ -52,6 +52,8 @@ def run(
     batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt,
     no_report: bool = typer.Option(False, "--no-report", help="Skip plots and report.html."),
+    engine: str = typer.Option("local", "--engine", help="Embed engine: local, or ray (pip install 'imgclust[ray]')."),
+    ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: local Ray)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Embed, cluster and score images; write a run directory with plots and report.html."""
@@ -61,7 +63,8 @@ def run(
                             k=parse_k(k), labels=labels, seeds=seeds, random_state=seed, device=device,
                             runtime=runtime, batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
-                            method_params=head_params(epochs, batch_size, lr), progress=not quiet)
+                            method_params=head_params(epochs, batch_size, lr), progress=not quiet,
+                            engine=engine, ray_address=ray_address)
     print_summary(result, out)
 
 

@@ -7,6 +7,8 @@ from sklearn.base import BaseEstimator, ClusterMixin
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
+from ..limits import HDBSCAN_FIT_ROWS, KMEANS_FULL_ROWS, KMEANS_MAX_POINTS_PER_CENTROID, check_size
+from ._scale import assign_batches, radius_assign, sample_rows, train_kmeans_large
 
 __all__ = ["KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral"]
 
@@ -37,12 +39,8 @@ def _predict_input(est, X) -> np.ndarray:
 
 def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     d = ((X[:, None, :] - centers[None, :, :]) ** 2).sum(-1) if len(X) * len(centers) < 4_000_000 else None
-    if d is None:
-        import faiss
-
-        index = faiss.IndexFlatL2(centers.shape[1])
-        index.add(np.ascontiguousarray(centers, np.float32))
-        dist, lab = index.search(np.ascontiguousarray(X, np.float32), 1)
+    if d is None:  # streamed through faiss: never an N x k matrix
+        lab, dist = assign_batches(X, centers, k=1)
         return lab[:, 0], dist[:, 0]
     lab = d.argmin(1)
     return lab, d[np.arange(len(X)), lab]
@@ -55,6 +53,11 @@ class KMeans(ClusterMixin, BaseEstimator):
     clusters; scikit-learn's ``kmeans_plusplus`` seeding fixes that at negligible cost, and
     faiss then runs the iterations.
 
+    Past :data:`~imgclust.limits.KMEANS_FULL_ROWS` rows the centroids are trained on a sample
+    of ``max(k * max_points_per_centroid, KMEANS_FULL_ROWS)`` rows (one restart, bounded seeding, see
+    :func:`~imgclust.cluster._scale.train_kmeans_large`) and every row is then assigned in
+    streaming batches; ``nearest_sq_distances_`` keeps each row's two nearest squared distances.
+
     Args:
         n_clusters: Number of clusters.
         n_init: Restarts, each with its own k-means++ seeding.
@@ -62,18 +65,31 @@ class KMeans(ClusterMixin, BaseEstimator):
         init: ``k-means++`` or ``random`` (faiss's own sampling).
         spherical: Normalise centroids each step (cosine k-means).
         random_state: Seed.
+        max_points_per_centroid: Training rows per centroid on the large-N path.
     """
 
     needs_k = True
 
     def __init__(self, n_clusters: int | None = 8, n_init: int = 10, max_iter: int = 100,
-                 init: str = "k-means++", spherical: bool = False, random_state: int = 0):
+                 init: str = "k-means++", spherical: bool = False, random_state: int = 0,
+                 max_points_per_centroid: int = KMEANS_MAX_POINTS_PER_CENTROID):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
         self.init = init
         self.spherical = spherical
         self.random_state = random_state
+        self.max_points_per_centroid = max_points_per_centroid
+
+    def _fit_large(self, X, k: int):
+        centers, self.n_iter_ = train_kmeans_large(
+            X, k, max_iter=self.max_iter, spherical=self.spherical, init=self.init,
+            random_state=int(self.random_state), max_points_per_centroid=int(self.max_points_per_centroid))
+        labels, d2 = assign_batches(X, centers, k=2)
+        self.cluster_centers_, self.labels_ = centers, labels[:, 0].copy()
+        self.nearest_sq_distances_ = d2
+        self.inertia_ = float(d2[:, 0].sum(dtype=np.float64))
+        return self
 
     def fit(self, X, y=None):
         """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
@@ -82,6 +98,8 @@ class KMeans(ClusterMixin, BaseEstimator):
 
         X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
+        if len(X) > KMEANS_FULL_ROWS:
+            return self._fit_large(X, k)
         best = None
         for r in range(max(1, int(self.n_init))):
             seed = int(self.random_state) * 1000 + r
@@ -129,6 +147,7 @@ class KMedoids(ClusterMixin, BaseEstimator):
 
         X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
+        check_size("kmedoids", len(X))
         diss = pairwise_distances(X, metric="euclidean").astype(np.float64)
         res = kmedoids.fasterpam(diss, k, max_iter=self.max_iter, init=self.init, random_state=self.random_state)
         self.medoid_indices_ = np.asarray(res.medoids, dtype=np.int64)
@@ -144,31 +163,55 @@ class KMedoids(ClusterMixin, BaseEstimator):
 
 
 class HDBSCAN(ClusterMixin, BaseEstimator):
-    """HDBSCAN (scikit-learn): finds the number of clusters itself; noise gets label -1."""
+    """HDBSCAN (scikit-learn): finds the number of clusters itself; noise gets label -1.
+
+    Past ``max_fit_rows`` rows (default :data:`~imgclust.limits.HDBSCAN_FIT_ROWS`) it fits a
+    random sample, and every other row is approximately predicted: the nearest cluster
+    centroid when within that cluster's radius (the largest centroid distance of its sampled
+    members), else noise. ``probabilities_`` of the predicted rows shrink linearly with that
+    distance.
+    """
 
     needs_k = False
 
     def __init__(self, min_cluster_size: int | None = None, min_samples: int | None = None,
-                 random_state: int = 0):
+                 random_state: int = 0, max_fit_rows: int = HDBSCAN_FIT_ROWS):
         self.min_cluster_size = min_cluster_size
         self.min_samples = min_samples
-        self.random_state = random_state  # unused: HDBSCAN is deterministic
+        self.random_state = random_state  # used only to draw the sample on large inputs
+        self.max_fit_rows = max_fit_rows
+
+    def _fit_rows(self, X):
+        from sklearn.cluster import HDBSCAN as _HDBSCAN
+
+        X = np.asarray(X, np.float64)
+        mcs = self.min_cluster_size or max(5, len(X) // 100)
+        model = _HDBSCAN(min_cluster_size=min(mcs, len(X)), min_samples=self.min_samples,
+                         store_centers="centroid").fit(X)
+        centers = getattr(model, "centroids_", None)
+        centers = (np.asarray(centers, np.float32) if centers is not None and len(centers)
+                   else np.zeros((0, X.shape[1]), np.float32))
+        return model.labels_.astype(np.int64), np.asarray(model.probabilities_, np.float64), centers
 
     def fit(self, X, y=None):
         """Cluster ``X`` (N, D); sets ``labels_`` (and centres); returns ``self``."""
-        from sklearn.cluster import HDBSCAN as _HDBSCAN
-
-        X = _fit_input(self, X, dtype=np.float64)
-        mcs = self.min_cluster_size or max(5, len(X) // 100)
+        X = _fit_input(self, X, dtype=np.float32)
         if len(X) < 2:
             raise InputError("HDBSCAN needs at least 2 images (got 1 sample)")
-        model = _HDBSCAN(min_cluster_size=min(mcs, len(X)), min_samples=self.min_samples,
-                         store_centers="centroid").fit(X)
-        self.labels_ = model.labels_.astype(np.int64)
-        self.probabilities_ = model.probabilities_
-        centers = getattr(model, "centroids_", None)
-        self.cluster_centers_ = (np.asarray(centers, np.float32) if centers is not None and len(centers)
-                                 else np.zeros((0, X.shape[1]), np.float32))
+        if len(X) <= int(self.max_fit_rows):
+            self.labels_, self.probabilities_, self.cluster_centers_ = self._fit_rows(X)
+            return self
+        idx, sample = sample_rows(X, int(self.max_fit_rows), int(self.random_state))
+        lab_s, prob_s, centers = self._fit_rows(sample)
+        radius = np.zeros(len(centers), np.float32)
+        for c in range(len(centers)):
+            radius[c] = np.linalg.norm(sample[lab_s == c] - centers[c], axis=1).max()
+        labels, d = radius_assign(X, centers, radius)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            proba = np.where(labels >= 0, 1 - d / np.maximum(radius[np.maximum(labels, 0)], 1e-12), 0.0)
+        labels[idx], proba[idx] = lab_s, prob_s  # sampled rows keep their fitted labels
+        self.labels_, self.probabilities_, self.cluster_centers_ = labels, proba, centers
+        self.fit_rows_ = idx
         return self
 
     def predict(self, X):
@@ -205,6 +248,7 @@ class Agglomerative(_CentroidMixin, ClusterMixin, BaseEstimator):
 
         X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
+        check_size("agglomerative", len(X))
         self.labels_ = AgglomerativeClustering(n_clusters=k, linkage=self.linkage).fit_predict(X).astype(np.int64)
         self._set_centers(X)
         return self
@@ -226,6 +270,7 @@ class Spectral(_CentroidMixin, ClusterMixin, BaseEstimator):
 
         X = _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
+        check_size("spectral", len(X))
         model = SpectralClustering(n_clusters=k, affinity="nearest_neighbors",
                                    n_neighbors=min(self.n_neighbors, len(X) - 1), assign_labels="cluster_qr",
                                    random_state=self.random_state)

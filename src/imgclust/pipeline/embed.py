@@ -35,6 +35,7 @@ class EmbedResult:
     seconds: float = 0.0
     total_seconds: float = 0.0
     encoder: Encoder | None = None
+    store: EmbeddingStore | None = None
     batch_size: int | None = None
 
     @property
@@ -169,7 +170,8 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
                   batch_size: int | None = None, flush_every: int = 512, workers: int | None = None,
-                  progress: bool = True) -> EmbedResult:
+                  progress: bool = True, engine: str = "local", ray_address: str | None = None,
+                  source=None) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
     Files that cannot be read or decoded are skipped and reported, never fatal. New vectors
@@ -183,7 +185,12 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         flush_every: Images between store writes.
         workers: Decoding threads (default: :func:`decode_workers` for the encoder's runtime).
         progress: Show progress bars.
+        engine: ``local`` (decode threads + this process's encoder) or ``ray`` (Ray Data actors,
+            :mod:`imgclust.pipeline._ray`); both write the same store parts.
+        ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
+        source: What Ray actors build the encoder from (name or spec; default the encoder itself).
     """
+    _check_engine(engine)
     t0 = time.perf_counter()
     workers = workers or decode_workers(getattr(encoder, "runtime", "torch"))
     batch_size = batch_size or getattr(encoder, "default_batch_size", 64)
@@ -192,8 +199,17 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         hashes, skipped = _hash_all(records, pool, progress)
         vectors, todo, n_cached = _cached(hashes, store)
         t_enc = time.perf_counter()
-        bad, n_encoded = (_encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
-                                          vectors, batch_size, progress) if todo else ({}, 0))
+        if not todo:
+            bad, n_encoded = {}, 0
+        elif engine == "ray":
+            from ._ray import encode_missing_ray
+
+            bad, n_encoded = encode_missing_ray(records, hashes, todo, encoder, _Flusher(store, flush_every),
+                                                vectors, batch_size, progress, source=source,
+                                                device=encoder.device, address=ray_address)
+        else:
+            bad, n_encoded = _encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
+                                             vectors, batch_size, progress)
         enc_seconds = time.perf_counter() - t_enc
 
     kept = []
@@ -211,17 +227,31 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
                        total_seconds=time.perf_counter() - t0, encoder=encoder, batch_size=batch_size)
 
 
-def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None) -> EmbeddingStore:
-    """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root)."""
-    return EmbeddingStore(cache_dir, encoder.fingerprint(), encoder.dim,
-                          spec={"name": encoder.name, "weights": encoder.spec.weights})
+def _check_engine(engine: str) -> None:
+    from ..errors import ImgclustError, require
+
+    if engine not in ("local", "ray"):
+        raise ImgclustError(f"unknown --engine {engine!r}; valid: local, ray")
+    if engine == "ray":
+        require("ray", extra="ray")  # names `pip install 'imgclust[ray]'` before any work
+
+
+def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None,
+               dtype: str = "float32") -> EmbeddingStore:
+    """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root).
+
+    ``dtype="float16"`` halves the size of the shards it writes (reads are float32 either way).
+    """
+    return EmbeddingStore(cache_dir, encoder.fingerprint(), encoder.dim, dtype=dtype,
+                          spec={"name": encoder.name, "weights": encoder.spec.weights, "dim": encoder.dim})
 
 
 def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",
                  labels: str | None = None, device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, cache: bool = True,
-                 progress: bool = False) -> EmbedResult:
-    """Discover and embed images through the cache (the pipeline up to the store).
+                 progress: bool = False, dtype: str = "float32", engine: str = "local",
+                 ray_address: str | None = None) -> EmbedResult:
+    """Discover and embed images through the cache (the pipeline up to the store; CLI: ``imgclust embed``).
 
     Args:
         inputs: Files, folders, globs, manifests, or a list of :class:`ImageRecord`.
@@ -233,17 +263,24 @@ def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="e
         cache_dir: Embedding cache root (also holds the one-time ONNX export).
         cache: Read and fill the cache.
         progress: Show progress bars.
+        dtype: ``float32`` or ``float16``: how the store's shards keep vectors.
+        engine: ``local`` or ``ray`` (Ray Data actors that each build the encoder once).
+        ray_address: Ray cluster to join (``engine="ray"``; default: start Ray on this machine).
 
     Returns:
-        An :class:`EmbedResult` whose ``encoder`` is the encoder used.
+        An :class:`EmbedResult` whose ``encoder`` is the encoder used and ``store`` the cache.
     """
+    _check_engine(engine)  # before discovery: a missing Ray is the first thing to hear
     if isinstance(inputs, (list, tuple)) and inputs and isinstance(inputs[0], ImageRecord):
         records = list(inputs)
     else:
         records = discover(inputs, labels=labels)
     enc = create_encoder(encoder, device=device, runtime=runtime, cache_dir=cache_dir)
-    store = open_store(enc, cache_dir) if cache else None
-    return embed_records(records, enc, store=store, batch_size=batch_size, progress=progress)
+    store = open_store(enc, cache_dir, dtype=dtype) if cache else None
+    result = embed_records(records, enc, store=store, batch_size=batch_size, progress=progress, engine=engine,
+                           ray_address=ray_address, source=encoder if isinstance(encoder, str) else None)
+    result.store = store
+    return result
 
 
 def encode_file(encoder: Encoder, image: str | os.PathLike) -> np.ndarray:

@@ -62,7 +62,8 @@ def _align(parts: list[EmbedResult]) -> tuple[list[int], list[list[int]]]:
 def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: Sequence, labels: str | None = None,
                 device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                 cache_dir: str | os.PathLike | None = None,
-                cache: bool = True, progress: bool = False) -> MultiEmbedResult:
+                cache: bool = True, progress: bool = False, engine: str = "local",
+                ray_address: str | None = None) -> MultiEmbedResult:
     """Embed the same images with each encoder (each through its own store) and align the rows.
 
     Args:
@@ -75,6 +76,8 @@ def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: S
         cache_dir: Embedding cache root.
         cache: Read and fill the caches.
         progress: Show progress bars.
+        engine: ``local`` or ``ray`` (see :func:`~imgclust.pipeline.embed.embed_images`).
+        ray_address: Ray cluster to join with ``engine="ray"``.
 
     Returns:
         A :class:`MultiEmbedResult`: vectors side by side in ``encoders`` order, ``spaces`` their widths.
@@ -84,7 +87,8 @@ def embed_multi(inputs: str | Sequence[str] | Sequence[ImageRecord], encoders: S
     else:
         records = discover(inputs, labels=labels)
     parts = [embed_images(records, encoder=e, device=device, runtime=runtime, batch_size=batch_size,
-                          cache_dir=cache_dir, cache=cache, progress=progress) for e in encoders]
+                          cache_dir=cache_dir, cache=cache, progress=progress, engine=engine,
+                          ray_address=ray_address) for e in encoders]
     keep, rows = _align(parts)
     first = parts[0]
     emb = (np.concatenate([p.embeddings[r] for p, r in zip(parts, rows)], axis=1) if keep

@@ -29,7 +29,9 @@ from typing import Any
 import numpy as np
 
 from .._io import jsonable
+from ..limits import REPORT_MAX_POINTS
 from ..rundir import load_run
+from ..sampling import stratified_sample
 from .curation import curation_payload
 from .sections import (
     animation_payload,
@@ -116,12 +118,43 @@ def _clusters(emb, labels: np.ndarray, dist: np.ndarray, true, names: dict, metr
     return clusters
 
 
+def _shown(cols: dict, emb, max_points: int) -> tuple[dict, Any, np.ndarray | None, dict[int, int]]:
+    """The rows the page draws: all, or a stratified sample past ``max_points`` (every cluster shown).
+
+    Returns ``(columns, embeddings, rows or None, whole-run size per cluster)``.
+    """
+    labels = np.asarray(cols["cluster"], np.int64)
+    ids, counts = np.unique(labels, return_counts=True)
+    sizes = {int(c): int(m) for c, m in zip(ids, counts)}
+    if len(labels) <= max_points:
+        return cols, emb, None, sizes
+    rows = stratified_sample(labels, max_points, random_state=0)
+    sub = {key: ([v[i] for i in rows] if isinstance(v, list) else v) for key, v in cols.items()}
+    if emb is not None and len(emb) == len(labels):
+        emb = np.asarray(emb[rows], np.float32)  # gathered from the memory map: only the shown rows
+    return sub, emb, rows, sizes
+
+
+def _whole_sizes(clusters: list[dict], sizes: dict[int, int]) -> list[dict]:
+    for c in clusters:
+        c["shown"], c["size"] = c["size"], sizes.get(c["id"], c["size"])
+    return clusters
+
+
+def _remap(by_row: dict, rows: np.ndarray | None) -> dict:
+    """Per-row entries keyed by run row -> keyed by position among the shown rows (dropped if not shown)."""
+    if rows is None:
+        return by_row
+    pos = {int(r): i for i, r in enumerate(rows)}
+    return {str(pos[int(i)]): v for i, v in by_row.items() if int(i) in pos}
+
+
 def _optional(v):
     return [None if x is None else str(x) for x in v] if v is not None else None
 
 
-def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_neighbors: int = 10
-                   ) -> tuple[dict, list[str | None]]:
+def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_neighbors: int = 10,
+                   max_points: int = REPORT_MAX_POINTS) -> tuple[dict, list[str | None]]:
     """Everything the page shows, as JSON-able data: ``(data, thumbnails)``.
 
     Args:
@@ -129,10 +162,14 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         thumb_size: Thumbnail side in pixels.
         thumb_quality: Thumbnail JPEG quality.
         n_neighbors: Precomputed nearest neighbours per image (cosine, original embeddings).
+        max_points: Past this many images the page shows a stratified sample of this many (every
+            cluster represented; galleries, neighbours and thumbnails among those), with the counts
+            of the whole run (``n_total``, each cluster's ``size``; ``shown`` per cluster).
     """
     run_dir = Path(run_dir)
     run = load_run(run_dir)
-    cols = run["table"].to_pydict()
+    n_total = run["table"].num_rows
+    cols, emb, rows, sizes = _shown(run["table"].to_pydict(), run["embeddings"], max_points)
     paths = [str(p) for p in cols["path"]]
     n = len(paths)
     labels = np.asarray(cols["cluster"], np.int64)
@@ -143,7 +180,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
     thumbs, tindex = make_thumbnails(paths, cols.get("hash"), size=thumb_size, quality=thumb_quality)
     qx, sx = _quantise(np.asarray(cols["x"], np.float64))
     qy, sy = _quantise(np.asarray(cols["y"], np.float64))
-    k, nn_idx, nn_sim = _neighbours(run["embeddings"], n, n_neighbors)
+    k, nn_idx, nn_sim = _neighbours(emb, n, n_neighbors)
     names = _cluster_names(metrics, cols, labels)
     plots = {p.stem: b64_file(p) for p in sorted((run_dir / "plots").glob("*.png"))} \
         if (run_dir / "plots").is_dir() else {}
@@ -156,7 +193,8 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "assigned": [bool(v) for v in assigned] if assigned is not None and any(assigned) else None,
         "thumb": tindex if len(set(tindex)) != len(tindex) else None,
         "k": k, "nn": nn_idx, "nn_sim": nn_sim,
-        "clusters": _clusters(run["embeddings"], labels, dist, cols.get("label"), names, metrics),
+        "clusters": _whole_sizes(_clusters(emb, labels, dist, cols.get("label"), names, metrics), sizes),
+        "n_total": n_total, "rows": rows.tolist() if rows is not None else None,
         "names": {str(c): v for c, v in names.items()},
         "metrics": jsonable({key: metrics.get(key) for key in ("n_images", "n_clusters", "n_noise", "internal",
                                                                "external", "internal_space", "seeds",
@@ -168,20 +206,22 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "versions": jsonable(info.get("versions") or {}),
         "assign_log": jsonable(info.get("assign") or None),
         "plots": plots,
-        "explain": explain_payload(run_dir, n),
+        "explain": _remap(explain_payload(run_dir, n_total), rows),
         "animations": animation_payload(run_dir),
         "naming": naming_payload(metrics),
         "training": training_payload(metrics),
         "probe": probe_payload(metrics),
         "compare": compare_payload(run_dir, cfg.get("encoder")),
-        "curation": curation_payload(run_dir, n),
+        # Curation refers to run rows; on a sampled page those are not the shown rows (not remapped yet).
+        "curation": curation_payload(run_dir, n) if rows is None else None,
         "thumb_size": thumb_size,
     }
     return data, thumbs
 
 
 def build_report(run_dir, out: str | os.PathLike | None = None, *, title: str | None = None,
-                 thumb_size: int = 64, thumb_quality: int = 70, n_neighbors: int = 10) -> Path:
+                 thumb_size: int = 64, thumb_quality: int = 70, n_neighbors: int = 10,
+                 max_points: int = REPORT_MAX_POINTS) -> Path:
     """(Re)build the interactive ``report.html`` of a run directory.
 
     Args:
@@ -191,6 +231,7 @@ def build_report(run_dir, out: str | os.PathLike | None = None, *, title: str | 
         thumb_size: Thumbnail side in pixels.
         thumb_quality: Thumbnail JPEG quality.
         n_neighbors: Nearest neighbours precomputed per image.
+        max_points: Images drawn at most (a stratified sample past it, see :func:`report_payload`).
 
     Returns:
         The path of the written report.
@@ -201,7 +242,7 @@ def build_report(run_dir, out: str | os.PathLike | None = None, *, title: str | 
 
     run_dir = Path(run_dir)
     data, thumbs = report_payload(run_dir, thumb_size=thumb_size, thumb_quality=thumb_quality,
-                                  n_neighbors=n_neighbors)
+                                  n_neighbors=n_neighbors, max_points=max_points)
     data["title"] = title or f"imgclust report: {run_dir.resolve().name}"
     script = (_HERE / "report.js").read_text(encoding="utf-8")
     css = (_HERE / "report.css").read_text(encoding="utf-8")

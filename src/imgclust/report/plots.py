@@ -190,7 +190,13 @@ def save_all_plots(result, out_dir) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     names = result.metrics.get("cluster_names")
     names = {int(k): v for k, v in names.items()} if isinstance(names, dict) else None
-    files = {"cluster_map": cluster_map(result.coords, result.labels, out_dir / "cluster_map.png",
+    from ..limits import REPORT_MAX_POINTS
+    from ..sampling import stratified_sample
+
+    # Past the report's cap the map PNG draws the same kind of stratified sample the page shows.
+    rows = stratified_sample(result.labels, REPORT_MAX_POINTS) if len(result.labels) > REPORT_MAX_POINTS \
+        else slice(None)
+    files = {"cluster_map": cluster_map(result.coords[rows], result.labels[rows], out_dir / "cluster_map.png",
                                         title=f"{result.config.get('encoder', '')} - {result.config.get('method')} "
                                               f"(k={result.n_clusters})", names=names)}
     if result.sweep is not None:

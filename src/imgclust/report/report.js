@@ -81,6 +81,8 @@
   (function summary() {
     var m = D.metrics || {}, cfg = D.config || {};
     var parts = [N + " images", (m.n_clusters !== undefined ? m.n_clusters : realIds.length) + " clusters"];
+    if (D.n_total > N) parts[0] = D.n_total + " images (the map and galleries show a stratified sample of " + N +
+      ", every cluster represented)";
     if (m.n_noise) parts.push(m.n_noise + " noise");
     if (D.skipped && D.skipped.length) parts.push(D.skipped.length + " skipped");
     if (D.assigned) parts.push(D.assigned.filter(Boolean).length + " assigned later");
@@ -411,7 +413,7 @@
       h.appendChild(document.createTextNode(c.id === -1 ? "Noise" : ns ? "cluster " + c.id + ": " : clusterName(c.id)));
       if (ns) h.appendChild(ns);
       sec.appendChild(h);
-      var st = [c.size + " images"];
+      var st = [c.size + " images" + (c.shown !== undefined && c.shown < c.size ? " (" + c.shown + " shown)" : "")];
       if (c.cohesion !== null && c.cohesion !== undefined) st.push("cohesion " + fmt(c.cohesion, 3));
       if (c.mean_distance !== null && c.mean_distance !== undefined) st.push("mean distance to centre " + fmt(c.mean_distance, 3));
       if (c.top_label !== undefined) st.push("most common label " + c.top_label + " (" + Math.round(100 * c.purity) + "%)");

@@ -1,0 +1,231 @@
+"""Scale: synthetic unit-norm mixtures through store -> k-means -> report, seconds and peak RSS per stage.
+
+Usage:
+    .venv/bin/python benchmarks/scale.py [--sizes 100000 1000000] [--ks 100 1000] [--dim 512]
+                                         [--map pca] [--dtype float32] [--ray-images 2000]
+
+Each stage runs in its own subprocess so its peak RSS (the child's ``ru_maxrss``) is its own:
+``fill`` (vectors written to a fresh store as memory-mapped shards, chunk by chunk), ``kmeans``
+(open the store, k-means fit on a sample + streamed assignment of every row), and ``pipeline``
+(open the store, the full run: clustering, scores, 2-D map on a stratified sample, run directory
+with a reference to the store, plots, report.html on a stratified 20,000-point sample). The load
+average is recorded with every row (the CPU is shared). ``--ray-images N`` also times the embed
+stage of N real CIFAR-10 images with the local and the Ray engine in the same run (ratio).
+Writes benchmarks/results/scale.json and prints a table. Not part of the test suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-test"
+
+
+# ---------------------------------------------------------------- worker side (one stage per process)
+def _mixture_chunks(n: int, dim: int, components: int, chunk: int = 100_000, seed: int = 0):
+    """Unit-norm vectors around ``components`` random unit centres, ``chunk`` rows at a time."""
+    rng = np.random.default_rng(seed)
+    centers = rng.standard_normal((components, dim)).astype(np.float32)
+    centers /= np.linalg.norm(centers, axis=1, keepdims=True)
+    for s in range(0, n, chunk):
+        m = min(chunk, n - s)
+        x = centers[rng.integers(0, components, m)] + rng.standard_normal((m, dim)).astype(np.float32) * (
+            0.6 / np.sqrt(dim))
+        x /= np.linalg.norm(x, axis=1, keepdims=True)
+        yield s, x
+
+
+def _store(cache: str, dim: int, dtype: str = "float32"):
+    from imgclust.pipeline.store import EmbeddingStore
+
+    return EmbeddingStore(cache, "synthetic", dim, dtype=dtype, spec={"name": "synthetic mixture"})
+
+
+def stage_fill(cache: str, n: int, dim: int, components: int, dtype: str) -> dict:
+    store = _store(cache, dim, dtype)
+    for s, x in _mixture_chunks(n, dim, components):
+        store.add([f"{i:012d}" for i in range(s, s + len(x))], x)
+    size = sum(p.stat().st_size for p in store.dir.iterdir())
+    return {"rows": len(store), "store_mb": round(size / 2**20, 1)}
+
+
+def stage_kmeans(cache: str, dim: int, k: int) -> dict:
+    from imgclust.cluster import KMeans
+
+    t = time.perf_counter()
+    X = _store(cache, dim).vectors()
+    t_open = time.perf_counter() - t
+    t = time.perf_counter()
+    km = KMeans(n_clusters=k, random_state=0).fit(X)
+    return {"open_s": round(t_open, 2), "fit_assign_s": round(time.perf_counter() - t, 2),
+            "memmap": isinstance(X, np.memmap), "n_iter": km.n_iter_, "inertia": km.inertia_}
+
+
+def stage_pipeline(cache: str, dim: int, k: int, out: str, map_: str) -> dict:
+    from imgclust.analyze import cluster_embeddings
+    from imgclust.pipeline.sources import ImageRecord
+    from imgclust.report import build_report
+    from imgclust.report.plots import save_all_plots
+
+    t0 = time.perf_counter()
+    store = _store(cache, dim)
+    hashes, X = store.hashes(), store.vectors()
+    records = [ImageRecord(f"synthetic/{h}.png") for h in hashes]
+    t = time.perf_counter()
+    res = cluster_embeddings(X, records, reduce="none", map=map_, method="kmeans", k=k, hashes=hashes)
+    t_analyze = time.perf_counter() - t
+    res.store = store
+    t = time.perf_counter()
+    res.save(out)
+    t_save = time.perf_counter() - t
+    t = time.perf_counter()
+    save_all_plots(res, Path(out) / "plots")
+    t_plots = time.perf_counter() - t
+    t = time.perf_counter()
+    report = build_report(out)
+    t_report = time.perf_counter() - t
+    return {"analyze_s": round(t_analyze, 2), "cluster_s": round(res.timings["cluster"], 2),
+            "map_s": round(res.timings["map"], 2), "save_s": round(t_save, 2), "plots_s": round(t_plots, 2),
+            "report_s": round(t_report, 2), "store_to_report_s": round(time.perf_counter() - t0, 2),
+            "report_mb": round(report.stat().st_size / 2**20, 2),
+            "referenced": (Path(out) / "embeddings.ref.json").exists()}
+
+
+def stage_embed(engine: str, n: int, cache: str) -> dict:
+    from imgclust.pipeline.embed import embed_images
+    from imgclust.pipeline.sources import discover
+
+    records = discover([str(CIFAR)], labels="folder")[:n]
+    t = time.perf_counter()
+    res = embed_images(records, encoder="efficientnet-lite0", cache_dir=cache, engine=engine)
+    dt = time.perf_counter() - t
+    return {"images": len(res.records), "seconds": round(dt, 2), "images_per_s": round(len(res.records) / dt, 1),
+            "checksum": float(np.abs(res.embeddings).sum())}
+
+
+def _worker(argv: list[str]) -> None:
+    stage, params = argv[0], json.loads(argv[1])
+    out = {"stage_started_load": os.getloadavg()[0]}
+    out.update({"fill": stage_fill, "kmeans": stage_kmeans, "pipeline": stage_pipeline,
+                "embed": stage_embed}[stage](**params))
+    out["stage_ended_load"] = os.getloadavg()[0]
+    import resource
+
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)  # KiB on Linux
+    print("RESULT " + json.dumps(out))
+
+
+# ---------------------------------------------------------------- driver side
+def run_stage(stage: str, **params) -> dict:
+    """Run one stage in a child process; returns its result, its wall seconds and its own peak RSS (MB)."""
+    t = time.perf_counter()
+    proc = subprocess.Popen([sys.executable, __file__, "--worker", stage, json.dumps(params)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    out, err = proc.communicate()
+    line = next((ln for ln in out.splitlines() if ln.startswith("RESULT ")), None)
+    if proc.returncode != 0 or line is None:
+        raise RuntimeError(f"stage {stage} failed:\n{err[-3000:]}")
+    res = json.loads(line[7:])
+    res["wall_s"] = round(time.perf_counter() - t, 2)
+    return res
+
+
+def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = True) -> list[dict]:
+    rows = []
+    for n in sizes:
+        with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
+            cache = str(Path(tmp) / "cache")
+            fill = run_stage("fill", cache=cache, n=n, dim=dim, components=components, dtype=dtype)
+            print(f"n={n:,}: fill {fill['wall_s']}s, {fill.get('peak_rss_mb')} MB RSS, store {fill['store_mb']} MB",
+                  flush=True)
+            for k in ks:
+                km = run_stage("kmeans", cache=cache, dim=dim, k=k) if kmeans_stage else None
+                if km:
+                    print(f"  k={k}: k-means fit+assign {km['fit_assign_s']}s, {km.get('peak_rss_mb')} MB", flush=True)
+                pipe = run_stage("pipeline", cache=cache, dim=dim, k=k, out=str(Path(tmp) / f"run-{k}"), map_=map_)
+                print(f"  k={k}: store->report {pipe['store_to_report_s']}s, {pipe.get('peak_rss_mb')} MB, "
+                      f"report {pipe['report_mb']} MB", flush=True)
+                rows.append({"n": n, "k": k, "dim": dim, "dtype": dtype, "map": map_, "fill": fill, "kmeans": km,
+                             "pipeline": pipe})
+    return rows
+
+
+def bench_ray(n: int) -> dict | None:
+    if not CIFAR.is_dir():
+        print(f"{CIFAR} not found: skipping the Ray embed comparison")
+        return None
+    out = {}
+    for engine in ("local", "ray"):
+        with tempfile.TemporaryDirectory() as tmp:
+            out[engine] = run_stage("embed", engine=engine, n=n, cache=str(Path(tmp) / "cache"))
+        print(f"embed {n} CIFAR images, {engine}: {out[engine]['images_per_s']} img/s "
+              f"({out[engine]['seconds']}s, {out[engine].get('peak_rss_mb')} MB)", flush=True)
+    out["ray_over_local"] = round(out["ray"]["images_per_s"] / out["local"]["images_per_s"], 3)
+    return out
+
+
+def _table(rows: list[dict]) -> str:
+    head = ("| N | k | fill store (s / MB RSS) | k-means fit + assign (s / MB RSS) | store -> report (s / MB RSS) "
+            "| of which cluster / map / report (s) | report.html (MB) | load avg |")
+    lines = [head, "|" + "---|" * 8]
+    for r in rows:
+        f, km, p = r["fill"], r["kmeans"] or {}, r["pipeline"]
+        lines.append(f"| {r['n']:,} | {r['k']} | {f['wall_s']} / {f.get('peak_rss_mb')} | "
+                     f"{km.get('fit_assign_s', '-')} / {km.get('peak_rss_mb', '-')} | "
+                     f"{p['store_to_report_s']} / {p.get('peak_rss_mb')} | "
+                     f"{p['cluster_s']} / {p['map_s']} / {p['report_s']} | {p['report_mb']} | "
+                     f"{p['stage_started_load']:.1f}-{p['stage_ended_load']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        _worker(sys.argv[2:])
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
+    ap.add_argument("--ks", type=int, nargs="+", default=[100, 1000])
+    ap.add_argument("--dim", type=int, default=512)
+    ap.add_argument("--components", type=int, default=1000, help="Mixture components of the synthetic data.")
+    ap.add_argument("--map", default="pca", help="Map reducer (fitted on a 20,000-row stratified sample).")
+    ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--ray-images", type=int, default=0, help="Also compare embed engines on N CIFAR images.")
+    ap.add_argument("--no-kmeans-stage", action="store_true",
+                    help="Skip the standalone k-means stage (the pipeline stage still times clustering).")
+    ap.add_argument("--threads", type=int, default=0,
+                    help="OMP/BLAS threads in the stages (0: library default). On an oversubscribed machine "
+                         "1 avoids OpenMP spin-waiting.")
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "scale.json"))
+    args = ap.parse_args()
+    t = time.time()
+    result = {"started_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)), "cpus": os.cpu_count(),
+              "load_at_start": os.getloadavg(), "argv": sys.argv[1:]}
+    if args.threads:
+        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+            os.environ[var] = str(args.threads)  # inherited by the stage processes
+    result["threads"] = args.threads or "default"
+    sizes = [n for n in args.sizes if n > 0]  # --sizes 0: only the Ray comparison
+    result["rows"] = bench_sizes(sizes, args.ks, args.dim, args.components, args.map, args.dtype,
+                                 not args.no_kmeans_stage) if sizes else []
+    if args.ray_images:
+        result["ray_embed"] = bench_ray(args.ray_images)
+    result["load_at_end"] = os.getloadavg()
+    result["table_md"] = _table(result["rows"])
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=2))
+    print(result["table_md"])
+    print(f"load average at start {result['load_at_start']}, at end {result['load_at_end']}; wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
