@@ -7,7 +7,7 @@ explain, probe) and :mod:`.language` (name, search, finetune, compare).
 
 from __future__ import annotations
 
-from . import explore, language, pipeline  # noqa: F401 - registers the commands
+from . import experiments, explore, language, pipeline  # noqa: F401 - registers the commands
 from ._common import app
 
 __all__ = ["app", "main"]

@@ -10,16 +10,20 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..encoders import Encoder, create_encoder
 from ..progress import progress_bar
 from .sources import DecodeError, ImageRecord, discover, file_hash, load_image
 from .store import EmbeddingStore
 
-__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file"]
+__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "Transform"]
+
+# (decoded RGB image, its file's content hash) -> the image to encode (a corruption, an augmented view).
+Transform = Callable[[Image.Image, str], Image.Image]
 
 
 @dataclass
@@ -54,11 +58,12 @@ def _hash_one(rec: ImageRecord):
         return None, f"unreadable: {exc.strerror or exc}"
 
 
-def _decode_one(rec: ImageRecord):
+def _decode_one(rec: ImageRecord, key: str | None = None, transform: Transform | None = None):
     try:
-        return load_image(rec.path), None
+        img = load_image(rec.path)
     except DecodeError as exc:
         return None, exc.reason
+    return (img if transform is None else transform(img, key)), None
 
 
 def _hash_all(records: list[ImageRecord], pool, progress: bool) -> tuple[list[str | None], list[dict]]:
@@ -116,18 +121,23 @@ class _Flusher:
 
 
 def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vectors: dict, batch_size: int,
-                    progress: bool) -> tuple[dict[str, str], int]:
+                    progress: bool, transform: Transform | None = None) -> tuple[dict[str, str], int]:
     """Decode and encode the ``todo`` records batch by batch; returns ``(bad hash -> reason, n encoded)``."""
     bad: dict[str, str] = {}
     n_encoded = 0
     batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
+
+    def decode(batch):
+        return pool.map(_decode_one, [records[i] for i in batch], [hashes[i] for i in batch],
+                        [transform] * len(batch))
+
     with progress_bar(len(todo), f"embedding ({encoder.name})", progress) as adv:
         # Decode the next batch in threads while the model runs on the current one.
-        nxt = pool.map(_decode_one, [records[i] for i in batches[0]]) if batches else None
+        nxt = decode(batches[0]) if batches else None
         try:
             for b, batch in enumerate(batches):
                 decoded = list(nxt)
-                nxt = pool.map(_decode_one, [records[i] for i in batches[b + 1]]) if b + 1 < len(batches) else None
+                nxt = decode(batches[b + 1]) if b + 1 < len(batches) else None
                 imgs, ok = [], []
                 for i, (img, err) in zip(batch, decoded):
                     if img is None:
@@ -150,7 +160,7 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
                   batch_size: int = 64, flush_every: int = 512, workers: int | None = None,
-                  progress: bool = True) -> EmbedResult:
+                  progress: bool = True, transform: Transform | None = None) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
     Files that cannot be read or decoded are skipped and reported, never fatal. New vectors
@@ -164,6 +174,9 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         flush_every: Images between store writes.
         workers: Decoding threads (default: min(4, cpu count)).
         progress: Show progress bars.
+        transform: Applied to each decoded image before encoding, as ``transform(image, hash)``
+            (corruptions, augmented views). Give it a ``store`` of its own (:func:`open_store`'s
+            ``variant``): the store is keyed by the file's hash, not by the transformed pixels.
     """
     t0 = time.perf_counter()
     workers = workers or min(4, os.cpu_count() or 1)
@@ -173,7 +186,7 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         vectors, todo, n_cached = _cached(hashes, store)
         t_enc = time.perf_counter()
         bad, n_encoded = (_encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
-                                          vectors, batch_size, progress) if todo else ({}, 0))
+                                          vectors, batch_size, progress, transform) if todo else ({}, 0))
         enc_seconds = time.perf_counter() - t_enc
 
     kept = []
@@ -191,10 +204,20 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
                        total_seconds=time.perf_counter() - t0, encoder=encoder)
 
 
-def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None) -> EmbeddingStore:
-    """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root)."""
-    return EmbeddingStore(cache_dir, encoder.fingerprint(), encoder.dim,
-                          spec={"name": encoder.name, "weights": encoder.spec.weights})
+def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None,
+               variant: str | None = None) -> EmbeddingStore:
+    """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root).
+
+    ``variant`` (e.g. ``gaussian_noise-0.18-seed0``) names a store of transformed images of its
+    own, ``<fingerprint>+<variant>``: the same file under another transform never shares a vector.
+    """
+    fp = encoder.fingerprint() if not variant else f"{encoder.fingerprint()}+{_safe_variant(variant)}"
+    return EmbeddingStore(cache_dir, fp, encoder.dim,
+                          spec={"name": encoder.name, "weights": encoder.spec.weights, "variant": variant})
+
+
+def _safe_variant(variant: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)[:80]
 
 
 def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",

@@ -30,6 +30,7 @@ import numpy as np
 
 from .._io import jsonable
 from ..rundir import load_run
+from .experiments import augment_payload, robustness_payload
 from .sections import (
     animation_payload,
     compare_payload,
@@ -115,6 +116,10 @@ def _clusters(emb, labels: np.ndarray, dist: np.ndarray, true, names: dict, metr
     return clusters
 
 
+def _flags(v):
+    return [bool(x) for x in v] if v is not None and any(v) else None
+
+
 def _optional(v):
     return [None if x is None else str(x) for x in v] if v is not None else None
 
@@ -152,7 +157,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "x": qx, "y": qy, "aspect": round(sy / sx, 6) if sx else 1.0,
         "distance": finite(dist), "confidence": finite(conf, 3),
         "label": _optional(cols.get("label")), "caption": _optional(cols.get("caption")),
-        "assigned": [bool(v) for v in assigned] if assigned is not None and any(assigned) else None,
+        "assigned": _flags(assigned),
         "thumb": tindex if len(set(tindex)) != len(tindex) else None,
         "k": k, "nn": nn_idx, "nn_sim": nn_sim,
         "clusters": _clusters(run["embeddings"], labels, dist, cols.get("label"), names, metrics),
@@ -173,6 +178,10 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "training": training_payload(metrics),
         "probe": probe_payload(metrics),
         "compare": compare_payload(run_dir, cfg.get("encoder")),
+        "robustness": robustness_payload(run_dir),
+        "augment": augment_payload(metrics),
+        "augmented": _flags(cols.get("augmented")),
+        "source": _optional(cols.get("source")) if _flags(cols.get("augmented")) else None,
         "thumb_size": thumb_size,
     }
     return data, thumbs
