@@ -49,6 +49,7 @@ class ClusteringResult:
     sweep: Any = None
     hashes: list[str] = field(default_factory=list)
     model: Any = None
+    columns: dict = field(default_factory=dict)  # extra per-row columns (augmented, source, view)
 
     @property
     def n_clusters(self) -> int:
@@ -83,6 +84,8 @@ class ClusteringResult:
             cols["caption"] = pa.array([r.caption for r in self.records], pa.string())
         if self.hashes:
             cols["hash"] = pa.array(self.hashes, pa.string())
+        for name, values in self.columns.items():
+            cols[name] = pa.array(list(values))
         return pa.table(cols)
 
     def to_pandas(self):

@@ -89,8 +89,10 @@ def prepare(
     root: Path = typer.Argument(..., help="The downloaded copy (extracted archive folder)."),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="Manifest CSV (default ROOT/imgclust-NAME.csv)."),
     split: str = typer.Option("test", "--split", help="train, test or all (where the dataset has splits)."),
-    images: Optional[Path] = typer.Option(None, "--images", help="Where decoded PNGs go (default beside the manifest)."),
-    classes: Optional[Path] = typer.Option(None, "--classes", help="ImageNet subsets: a file with one WordNet id a line."),
+    images: Optional[Path] = typer.Option(None, "--images",
+                                          help="Where decoded PNGs go (default beside the manifest)."),
+    classes: Optional[Path] = typer.Option(None, "--classes",
+                                           help="ImageNet subsets: a file with one WordNet id a line."),
     limit: Optional[int] = typer.Option(None, "--limit", help="At most this many images per class."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):

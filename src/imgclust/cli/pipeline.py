@@ -48,6 +48,10 @@ def run(
     epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt,
+    augment: int = typer.Option(0, "--augment", help="Embed N augmented views per image (random resized crop, "
+                                                     "flip, colour jitter; deterministic per --seed)."),
+    augment_as: str = typer.Option("both", "--augment-as", help="both (extra points + views for scan/temi), "
+                                                                "points or views."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip plots and report.html."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
@@ -58,7 +62,8 @@ def run(
                             k=parse_k(k), labels=labels, seeds=seeds, random_state=seed, device=device,
                             batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
-                            method_params=head_params(epochs, batch_size, lr), progress=not quiet)
+                            method_params=head_params(epochs, batch_size, lr), progress=not quiet,
+                            augment=augment, augment_as=augment_as)
     print_summary(result, out)
 
 

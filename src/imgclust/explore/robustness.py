@@ -125,8 +125,8 @@ def _corruption_rows(name: str, severities, clean, encoder, settings, opts, adv)
     for sev in severities:
         seed = opts["random_state"]
 
-        def transform(img, key, _sev=sev):
-            return corrupt(img, name, _sev, seed=seed, key=key)
+        def transform(img, key, _sev=sev, _seed=seed):
+            return corrupt(img, name, _sev, seed=_seed, key=key)
 
         store = open_store(encoder, opts["cache_dir"], c.variant(sev, seed)) if opts["cache"] else None
         vecs, n_enc, n_cached = _embed(clean.records, encoder, store, transform, opts["batch_size"], adv)
@@ -178,9 +178,9 @@ def robustness(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder=
                labels: str | None = None, corruptions: str | Sequence[str] | None = "all",
                severities: Sequence[int] = SEVERITIES, distractors: str | os.PathLike | None = None,
                reduce: str = "pca", n_components: int = 50, map: str = "auto", method: str | Any = "kmeans",
-               k: int | str | None = 10, seeds: int = 1, random_state: int = 0, device: str = "auto", batch_size: int = 64,
-               cache_dir: str | os.PathLike | None = None, cache: bool = True, out: str | os.PathLike | None = None,
-               plots: bool = True, report: bool = True, method_params: dict | None = None,
+               k: int | str | None = 10, seeds: int = 1, random_state: int = 0, device: str = "auto",
+               batch_size: int = 64, cache_dir: str | os.PathLike | None = None, cache: bool = True,
+               out: str | os.PathLike | None = None, plots: bool = True, report: bool = True, method_params: dict | None = None,
                progress: bool = False) -> RobustnessResult:
     """Re-embed the images under corruptions at several severities and recluster (CLI: ``imgclust robustness``).
 

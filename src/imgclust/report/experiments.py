@@ -28,7 +28,7 @@ def _present(rows: Sequence[dict], key: str) -> bool:
 
 
 def robustness_figure(rows: Sequence[dict], path, title: str = "Robustness: score vs severity") -> Path:
-    """One panel per score (ACC/NMI/ARI with labels, else agreement with the clean clustering), a line per corruption."""
+    """One panel per score, a line per corruption (ACC/NMI/ARI with labels, else agreement with the clean run)."""
     scores = [s for s in ("acc", "nmi", "ari") if _present(rows, s)] or ["nmi_vs_clean", "ari_vs_clean"]
     scores += ["silhouette", "cosine_to_clean"]
     names = list(dict.fromkeys(r["corruption"] for r in rows))
@@ -42,6 +42,8 @@ def robustness_figure(rows: Sequence[dict], path, title: str = "Robustness: scor
                          and isinstance(r.get(key), (int, float)) and math.isfinite(r[key]))
             if pts:
                 ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", ms=3, color=col, label=name)
+        if key != "silhouette":
+            ax.set_ylim(-0.03, 1.03)
         ax.set_xlabel("severity (0 = clean)")
         ax.set_title(_LABELS.get(key, key), fontsize=10)
         ax.grid(alpha=0.3)
