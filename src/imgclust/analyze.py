@@ -240,8 +240,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         hashes: Content hash per row (kept in the table).
         skipped: Files skipped before embedding, reported in ``metrics.json``.
         config: Configuration recorded so far (inputs, encoder...), extended here.
-        views: (N, V, D) embeddings of augmented views of each image, reduced like the points
-            and given to methods whose ``fit`` takes ``views`` (SCAN, TEMI); others ignore them.
+        views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
         view_index: Instead of ``views``: (N, V) row indices, the rows that are each row's views.
         columns: Extra per-row columns of ``clusters.parquet`` (e.g. ``augmented``, ``source``).
 
@@ -290,8 +289,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})
-    if Vr is not None:
-        cfg["views_used"] = bool(takes_views(model))
+    cfg.update({"views_used": bool(takes_views(model))} if Vr is not None else {})
     return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords,
                             distances=dist, confidence=conf, centers=centers, metrics=metrics, config=cfg,
                             timings=timings, sweep=sweep, hashes=list(hashes or []), model=model,

@@ -180,8 +180,8 @@ def robustness(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder=
                reduce: str = "pca", n_components: int = 50, map: str = "auto", method: str | Any = "kmeans",
                k: int | str | None = 10, seeds: int = 1, random_state: int = 0, device: str = "auto",
                batch_size: int = 64, cache_dir: str | os.PathLike | None = None, cache: bool = True,
-               out: str | os.PathLike | None = None, plots: bool = True, report: bool = True, method_params: dict | None = None,
-               progress: bool = False) -> RobustnessResult:
+               out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
+               method_params: dict | None = None, progress: bool = False) -> RobustnessResult:
     """Re-embed the images under corruptions at several severities and recluster (CLI: ``imgclust robustness``).
 
     Args:
