@@ -11,6 +11,7 @@ from ._common import (
     DimsOpt,
     EncoderOpt,
     KOpt,
+    MapOpt,
     MethodOpt,
     ReduceOpt,
     SeedOpt,
@@ -47,6 +48,7 @@ def robustness(
     encoder: str = EncoderOpt,
     reduce: str = ReduceOpt,
     dims: int = DimsOpt,
+    map: str = MapOpt,
     method: str = MethodOpt,
     k: str = KOpt,
     seeds: int = SeedsOpt,
@@ -66,7 +68,7 @@ def robustness(
 
     res = run_robustness(inputs, encoder, labels=labels, corruptions=corruptions,
                          severities=_ints(severities, "--severities"), distractors=distractors, reduce=reduce,
-                         n_components=dims, method=method, k=parse_k(k), seeds=seeds, random_state=seed,
+                         n_components=dims, map=map, method=method, k=parse_k(k), seeds=seeds, random_state=seed,
                          device=device, batch_size=embed_batch, cache_dir=cache_dir, out=out,
                          plots=not no_report, report=not no_report, progress=not quiet)
     keys = [key for key in ("acc", "nmi", "ari") if res.rows and res.rows[0].get(key) is not None]
