@@ -160,3 +160,16 @@ def test_scores_fall_as_noise_rises_on_cifar10(tmp_path):
     cos = [res.score("gaussian_noise", s, "cosine_to_clean") for s in (0, 3, 5)]
     assert nmi[0] > nmi[1] > nmi[2] and nmi[0] - nmi[2] > 0.1, nmi
     assert cos[0] > cos[1] > cos[2], cos
+
+
+def test_a_run_directory_brings_its_images_and_settings(folder, tmp_path):
+    from imgclust.api import cluster_images
+
+    run = tmp_path / "run"
+    ref = cluster_images(folder, "pixels", labels="folder", k=3, method="agglomerative", map="pca",
+                         reduce="none", out=run, cache_dir=tmp_path / "c", report=False, plots=False)
+    res = robustness(run, corruptions="jpeg", severities=[5], cache_dir=tmp_path / "c")  # defaults overridden
+    assert res.config["method"] == "agglomerative" and res.config["k"] == 3 and res.config["reduce"] == "none"
+    assert res.config["encoder"] == "pixels" and res.config["labels"] == "folder"
+    assert np.array_equal(res.clean.labels, ref.labels)
+    assert res.score("jpeg", 0, "acc") == ref.metrics["external"]["acc"]

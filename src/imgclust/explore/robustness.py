@@ -110,6 +110,31 @@ def _clean_run(inputs, encoder, labels, settings: dict, batch_size: int, cache_d
     return res
 
 
+def _plan(corruptions, severities, distractors) -> tuple[list[str], list[int]]:
+    """Validated corruption names (``distractors`` only with a folder) and sorted severities."""
+    names = [c for c in parse_corruptions(corruptions) if c != "distractors" or distractors is not None]
+    sev = sorted({int(s) for s in severities})
+    for s in sev:
+        get_corruption("jpeg").param(s)  # validates the severity
+    if not names:
+        raise ImgclustError("no corruption to run (distractors needs --distractors FOLDER)")
+    return names, sev
+
+
+def _run_settings(inputs, given: dict) -> tuple[Any, dict]:
+    """A run directory as the input: its images and the settings it was made with replace ``given``."""
+    items = [inputs] if isinstance(inputs, (str, os.PathLike)) else list(inputs)
+    if len(items) != 1 or not (Path(items[0]) / "clusters.parquet").is_file():
+        return inputs, given
+    from ..rundir import load_run
+
+    cfg = load_run(items[0])["run"].get("config", {}) or {}
+    if not cfg.get("inputs") or cfg.get("from_run") or cfg.get("augment"):
+        raise ImgclustError(f"{items[0]} was not made by a plain `imgclust run` on images; give the image folder "
+                            "and the settings instead")
+    return cfg["inputs"], {**given, **{key: cfg[key] for key in given if cfg.get(key) is not None}}
+
+
 def _recluster(X, records, settings: dict):
     """Cluster ``X`` exactly as the clean run was (no 2-D map: it is not needed for the scores)."""
     from ..analyze import cluster_embeddings
@@ -185,7 +210,9 @@ def robustness(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder=
     """Re-embed the images under corruptions at several severities and recluster (CLI: ``imgclust robustness``).
 
     Args:
-        inputs: Files, folders, globs or manifests (as for :func:`imgclust.cluster_images`).
+        inputs: Files, folders, globs or manifests (as for :func:`imgclust.cluster_images`), or
+            a run directory: its images and settings (encoder, labels, reducer, method, k,
+            seeds, seed) are then used and the corresponding arguments ignored.
         encoder: Encoder name or object.
         labels: ``folder`` or ``manifest`` for ACC/NMI/ARI; without labels the agreement with
             the clean clustering and the silhouette are still reported.
@@ -218,20 +245,17 @@ def robustness(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder=
     from ..progress import progress_bar
 
     t0 = time.perf_counter()
-    names = [c for c in parse_corruptions(corruptions) if c != "distractors" or distractors is not None]
-    if distractors is not None and "distractors" not in names and corruptions in (None, "all"):
-        names.append("distractors")
-    sev = sorted({int(s) for s in severities})
-    for s in sev:
-        get_corruption("jpeg").param(s)  # validates the severity
-    if not names:
-        raise ImgclustError("no corruption to run (distractors needs --distractors FOLDER)")
-    enc = create_encoder(encoder, device=device)
-    settings = {"reduce": reduce, "n_components": n_components, "method": method, "k": k, "seeds": seeds,
-                "random_state": random_state, "method_params": method_params}
-    clean = _clean_run(inputs, enc, labels, {**settings, "map": map}, batch_size, cache_dir, cache, progress)
-    settings.update(map="pca", k=clean.config["k"] if clean.config.get("k") else k)
-    opts = {"random_state": random_state, "cache_dir": cache_dir, "cache": cache, "batch_size": batch_size}
+    names, sev = _plan(corruptions, severities, distractors)
+    inputs, st = _run_settings(inputs, {"encoder": encoder, "labels": labels, "reduce": reduce,
+                                        "n_components": n_components, "map": map, "method": method, "k": k,
+                                        "seeds": seeds, "random_state": random_state, "method_params": method_params})
+    enc = create_encoder(st.pop("encoder"), device=device)
+    labels = st.pop("labels")
+    settings = {key: st[key] for key in ("reduce", "n_components", "method", "k", "seeds", "random_state",
+                                         "method_params")}
+    clean = _clean_run(inputs, enc, labels, {**settings, "map": st["map"]}, batch_size, cache_dir, cache, progress)
+    settings.update(map="pca", k=clean.config["k"] if clean.config.get("k") else settings["k"])
+    opts = {"random_state": settings["random_state"], "cache_dir": cache_dir, "cache": cache, "batch_size": batch_size}
     rows: list[dict] = []
     n = len(clean.records)
     with progress_bar(n * len(sev) * len(names), "robustness", progress) as adv:
@@ -243,10 +267,9 @@ def robustness(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder=
                 rows.extend(_corruption_rows(name, sev, clean, enc, settings, opts, adv))
     config = {"corruptions": names, "severities": sev, "distractors": str(distractors) if distractors else None,
               "params": {nm: list(CORRUPTIONS[nm].params) for nm in names},
-              "descriptions": {nm: CORRUPTIONS[nm].description for nm in names},
-              "encoder": enc.name, "method": clean.config.get("method"), "k": settings["k"], "reduce": reduce,
-              "n_components": n_components, "seeds": seeds, "random_state": random_state, "n_images": n,
-              "labels": labels}
+              "descriptions": {nm: CORRUPTIONS[nm].description for nm in names}, "encoder": enc.name,
+              **{key: settings[key] for key in ("k", "reduce", "n_components", "seeds", "random_state")},
+              "method": clean.config.get("method"), "n_images": n, "labels": labels}
     result = RobustnessResult(rows=rows, clean=clean, config=config,
                               timings={"total": time.perf_counter() - t0})
     if out is not None:
