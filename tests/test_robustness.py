@@ -90,7 +90,7 @@ def test_unknown_names_and_severities_are_user_errors(folder, tmp_path):
 
 
 def test_rows_are_cached_and_a_second_run_encodes_nothing(folder, distractors, tmp_path, monkeypatch):
-    kw = dict(labels="folder", corruptions="gaussian_noise,occlusion,distractors", severities=[1, 5], k=3,
+    kw = dict(labels="folder", corruptions="gaussian_noise,distractors", severities=[1, 5], k=3,
               method="agglomerative",
               distractors=distractors, map="pca", cache_dir=tmp_path / "cache")
     first = robustness(folder, "pixels", **kw)
@@ -118,7 +118,7 @@ def test_rows_are_cached_and_a_second_run_encodes_nothing(folder, distractors, t
 def test_cli_end_to_end_writes_table_json_plot_and_report(folder, distractors, tmp_path):
     out = tmp_path / "run"
     res = CliRunner().invoke(app, ["robustness", str(folder), "--labels", "folder", "-e", "pixels", "--map", "pca",
-                                   "-k", "3", "-m", "agglomerative", "-c", "gaussian_noise,jpeg,brightness",
+                                   "-k", "3", "-m", "agglomerative", "-c", "gaussian_noise,jpeg",
                                    "--severities", "2,4",
                                    "--distractors", str(distractors), "--cache-dir", str(tmp_path / "c"),
                                    "-o", str(out), "-q"], env={"COLUMNS": "250"})
@@ -129,16 +129,16 @@ def test_cli_end_to_end_writes_table_json_plot_and_report(folder, distractors, t
     table = pq.read_table(out / "robustness.parquet").to_pylist()
     assert [(r["corruption"], r["severity"]) for r in table][:3] == [("gaussian_noise", 0), ("gaussian_noise", 2),
                                                                      ("gaussian_noise", 4)]
-    assert {r["corruption"] for r in table} == {"gaussian_noise", "jpeg", "brightness"}  # no distractors: not asked
+    assert {r["corruption"] for r in table} == {"gaussian_noise", "jpeg"}  # no distractors: not asked
     data = json.loads((out / "robustness.json").read_text())
-    assert len(data["rows"]) == 9 and data["config"]["params"]["jpeg"] == [25, 18, 15, 10, 7]
+    assert len(data["rows"]) == 6 and data["config"]["params"]["jpeg"] == [25, 18, 15, 10, 7]
     assert (out / "robustness.csv").read_text().startswith("\"corruption\"")
     assert (out / "plots" / "robustness.png").read_bytes()[:4] == b"\x89PNG"
     assert (out / "clusters.parquet").is_file() and (out / "report.html").is_file()
     from imgclust.report.builder import report_payload
 
     payload, _ = report_payload(out)
-    assert len(payload["robustness"]["rows"]) == 9 and "acc" in payload["robustness"]["keys"]
+    assert len(payload["robustness"]["rows"]) == 6 and "acc" in payload["robustness"]["keys"]
     assert "robustness" in payload["plots"]
     bad = CliRunner().invoke(app, ["robustness", str(folder), "-e", "pixels", "-c", "snow"])
     assert bad.exit_code != 0 and "unknown corruption 'snow'" in bad.output and "Traceback" not in bad.output
