@@ -248,6 +248,7 @@
     if (tns) { var tl = el("div", { "class": "tip-names" }); tl.appendChild(tns); tipText.appendChild(tl); }
     if (D.label && D.label[i] !== null) tipText.appendChild(el("div", null, "label: " + D.label[i]));
     if (D.caption && D.caption[i]) tipText.appendChild(el("div", null, String(D.caption[i]).slice(0, 160)));
+    if (D.augmented && D.augmented[i]) tipText.appendChild(el("div", null, "augmented view of " + basename(D.source[i])));
     tip.setAttribute("data-i", i);
     tip.hidden = false;
     var tw = tip.offsetWidth, th = tip.offsetHeight;
