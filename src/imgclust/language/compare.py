@@ -159,19 +159,10 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
     Raises:
         ImgclustError: No encoders, duplicates, or every encoder failed.
     """
-    from .._io import atomic_write_text, jsonable
     from ..analyze import check_k, validate_options
     from ..pipeline.sources import discover
 
-    names = [e.strip() for e in (encoders.split(",") if isinstance(encoders, str) else encoders) if e.strip()]
-    if not names:
-        raise ImgclustError("--encoders needs at least one encoder name")
-    if len(set(names)) != len(names):
-        raise ImgclustError(f"--encoders lists an encoder twice: {', '.join(names)}")
-    slugs = [encoder_slug(n) for n in names]
-    for i, s in enumerate(slugs):  # two hf: dirs with the same folder name
-        if slugs.count(s) > 1:
-            slugs[i] = f"{s}-{i + 1}"
+    names, slugs = _encoder_names(encoders)
     # Problems every encoder would hit (inputs, options) fail here, before any embedding.
     n_images = len(discover(inputs, labels=labels))
     validate_options(method, reduce, map)
@@ -196,27 +187,49 @@ def compare_encoders(inputs: str | os.PathLike | Sequence[str | os.PathLike], en
     if all(r.get("error") for r in rows):
         raise ImgclustError("no encoder could be compared: " + "; ".join(f"{r['encoder']}: {r['error']}" for r in rows))
     if out_dir is not None:
-        payload = jsonable({
-            "config": {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
-                       "encoders": names, "reduce": reduce, "n_components": n_components, "map": map,
-                       "method": method, "k": k, "labels": labels, "seeds": seeds, "random_state": random_state},
-            "columns": [{"key": key, "header": h, "higher_is_better": hi} for key, h, hi in COLUMNS],
-            "rows": rows,
-            "best": _best(rows),
-            "seconds": round(time.perf_counter() - t0, 3),
-        })
-        out_dir.mkdir(parents=True, exist_ok=True)
-        text = json.dumps(payload, indent=2)
-        atomic_write_text(out_dir / "compare.json", text)
-        atomic_write_text(out_dir / "compare.md", compare_markdown(rows, title="Encoder comparison"))
-        for r in rows:
-            if r.get("run_dir"):
-                atomic_write_text(Path(r["run_dir"]) / "compare.json", text)
-                if report:
-                    from ..report import build_report
-
-                    build_report(r["run_dir"])
+        config = {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+                  "encoders": names, "reduce": reduce, "n_components": n_components, "map": map,
+                  "method": method, "k": k, "labels": labels, "seeds": seeds, "random_state": random_state}
+        _write_comparison(out_dir, config, rows, round(time.perf_counter() - t0, 3), report=report)
     return rows
+
+
+def _encoder_names(encoders: Sequence[str] | str) -> tuple[list[str], list[str]]:
+    """``(names, folder slugs)`` of a list or comma-separated string; no empty list, no duplicates."""
+    names = [e.strip() for e in (encoders.split(",") if isinstance(encoders, str) else encoders) if e.strip()]
+    if not names:
+        raise ImgclustError("--encoders needs at least one encoder name")
+    if len(set(names)) != len(names):
+        raise ImgclustError(f"--encoders lists an encoder twice: {', '.join(names)}")
+    slugs = [encoder_slug(n) for n in names]
+    for i, s in enumerate(slugs):  # two hf: dirs with the same folder name
+        if slugs.count(s) > 1:
+            slugs[i] = f"{s}-{i + 1}"
+    return names, slugs
+
+
+def _write_comparison(out_dir: Path, config: dict, rows: list[dict], seconds: float, report: bool) -> None:
+    """``compare.json`` and ``compare.md`` in ``out_dir``; a copy of the JSON (and the report) per run."""
+    from .._io import atomic_write_text, jsonable
+
+    payload = jsonable({
+        "config": config,
+        "columns": [{"key": key, "header": h, "higher_is_better": hi} for key, h, hi in COLUMNS],
+        "rows": rows,
+        "best": _best(rows),
+        "seconds": seconds,
+    })
+    out_dir.mkdir(parents=True, exist_ok=True)
+    text = json.dumps(payload, indent=2)
+    atomic_write_text(out_dir / "compare.json", text)
+    atomic_write_text(out_dir / "compare.md", compare_markdown(rows, title="Encoder comparison"))
+    for r in rows:
+        if r.get("run_dir"):
+            atomic_write_text(Path(r["run_dir"]) / "compare.json", text)
+            if report:
+                from ..report import build_report
+
+                build_report(r["run_dir"])
 
 
 def _cluster_with(encoder: str, inputs, run_dir, *, labels, batch_size, cache_dir, device, plots, progress,

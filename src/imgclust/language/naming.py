@@ -32,7 +32,8 @@ vocabulary (in [0, 1], summing to 1), so "0.9" means nine members in ten vote fo
 
 Encoders with neither (``pixels``, DINO, ViT) raise :class:`~imgclust.errors.ImgclustError`.
 
-Results are written back into the run directory: a ``cluster_name`` column in
+Vocabularies and prompts are in :mod:`imgclust.language.vocab`; writing back is
+:mod:`imgclust.language._naming_io`. Results are written back into the run directory: a ``cluster_name`` column in
 ``clusters.parquet``/``clusters.csv``; ``cluster_names`` (cluster id -> best name),
 ``cluster_name_scores`` (cluster id -> ranked ``{"name", "score"}``) and ``naming`` (how) in
 ``metrics.json``; the labelled plots; and ``report.html`` when the run has one.
@@ -40,17 +41,15 @@ Results are written back into the run directory: a ``cluster_name`` column in
 
 from __future__ import annotations
 
-import io
-import json
-import math
 import os
-from importlib import resources
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
 from ..errors import ImgclustError
+from ._naming_io import save_names
+from .vocab import BUILTIN_VOCABS, DEFAULT_TEMPLATES, imagenet_classes, load_vocab, prompt_embeddings
 
 __all__ = [
     "BUILTIN_VOCABS",
@@ -63,96 +62,8 @@ __all__ = [
     "prompt_embeddings",
 ]
 
-# Prompt ensemble (a short subset in the spirit of CLIP's ImageNet prompts): cheap enough to
-# embed 1,000 names on a CPU, varied enough to average out the wording.
-DEFAULT_TEMPLATES: tuple[str, ...] = (
-    "a photo of a {}.",
-    "a close-up photo of a {}.",
-    "a photo of the {}.",
-    "a photo of a small {}.",
-    "a photo of a large {}.",
-    "a bright photo of a {}.",
-    "a drawing of a {}.",
-    "an image of a {}.",
-)
-
-# Built-in vocabularies: name -> data file shipped in imgclust/data.
-BUILTIN_VOCABS: dict[str, str] = {
-    "general": "general.txt",
-    "imagenet": "imagenet_classes.txt",
-    "cifar100": "cifar100.txt",
-}
-
 SCORE_FORMULA = ("mean over members x of softmax over names v of "
                  "[l(x, v) - contrast * mean over other clusters c' of l(c', v)]")
-
-_TEXT_BATCH = 512
-
-
-def _data_text(filename: str) -> str:
-    return resources.files("imgclust").joinpath("data", filename).read_text(encoding="utf-8")
-
-
-def _parse_names(text: str) -> list[str]:
-    """One name per line; blank lines and ``#`` comments ignored; duplicates dropped in order."""
-    out: list[str] = []
-    seen: set[str] = set()
-    for line in text.splitlines():
-        name = line.strip()
-        if not name or name.startswith("#"):
-            continue
-        key = name.lower()
-        if key not in seen:
-            seen.add(key)
-            out.append(name)
-    return out
-
-
-def imagenet_classes() -> list[str]:
-    """The 1,000 ImageNet-1k class names in class-index order (``imagenet_classes.txt``).
-
-    Each name is the first WordNet lemma of the class's synset (the usual short list: 0
-    "tench", 285 "Egyptian cat", 967 "espresso", 999 "toilet tissue"), except that a later
-    lemma which only extends the first one replaces it ("tabby" -> "tabby cat", "mouse" stays,
-    "notebook" -> "notebook computer"), so a name reads on its own. Two names occur twice, as in
-    the synsets: "crane" (bird, machine) and "maillot".
-    """
-    names = [line.strip() for line in _data_text(BUILTIN_VOCABS["imagenet"]).splitlines() if line.strip()]
-    if len(names) != 1000:  # pragma: no cover - a broken install
-        raise ImgclustError(f"imagenet_classes.txt has {len(names)} names, expected 1000")
-    return names
-
-
-def load_vocab(vocab: str | os.PathLike | Sequence[str] = "general") -> list[str]:
-    """Resolve a vocabulary to a list of names.
-
-    Args:
-        vocab: A built-in name (``general``, ``imagenet``, ``cifar100``), a text file with one
-            name per line (``#`` comments allowed), or a list of names.
-
-    Returns:
-        The names, duplicates (case-insensitive) removed, in order.
-
-    Raises:
-        ImgclustError: Unknown name, missing file, or an empty vocabulary.
-    """
-    if isinstance(vocab, (str, os.PathLike)):
-        key = str(vocab)
-        if key.lower() in BUILTIN_VOCABS:
-            names = _parse_names(_data_text(BUILTIN_VOCABS[key.lower()]))
-        elif os.path.isfile(os.path.expanduser(key)):
-            try:
-                names = _parse_names(Path(os.path.expanduser(key)).read_text(encoding="utf-8"))
-            except (OSError, UnicodeDecodeError) as exc:
-                raise ImgclustError(f"cannot read vocabulary {key}: {exc}") from exc
-        else:
-            raise ImgclustError(f"--vocab {key!r} is neither a file nor a built-in vocabulary "
-                                f"({', '.join(BUILTIN_VOCABS)})")
-    else:
-        names = _parse_names("\n".join(str(v) for v in vocab))
-    if not names:
-        raise ImgclustError(f"vocabulary {vocab!r} has no names")
-    return names
 
 
 def _vocab_label(vocab) -> str:
@@ -171,20 +82,6 @@ def _logit_scale(encoder) -> float:
     except (AttributeError, TypeError, ValueError):  # pragma: no cover - an odd model
         value = 100.0
     return float(min(max(value, 1.0), 100.0))
-
-
-def prompt_embeddings(encoder, names: Sequence[str], templates: Sequence[str] | None = None) -> np.ndarray:
-    """Prompt-ensembled text embeddings: (len(names), D), L2-normalised.
-
-    Each name is put into every template (``{}`` is replaced by the name; a template without
-    ``{}`` gets the name appended), the prompts are embedded and normalised, averaged per name
-    and normalised again.
-    """
-    templates = list(templates or DEFAULT_TEMPLATES)
-    prompts = [t.format(n) if "{}" in t else f"{t} {n}" for n in names for t in templates]
-    chunks = [encoder.encode_text(prompts[i:i + _TEXT_BATCH]) for i in range(0, len(prompts), _TEXT_BATCH)]
-    emb = np.concatenate(chunks).reshape(len(names), len(templates), -1).mean(1)
-    return emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12)
 
 
 def _softmax(x: np.ndarray, axis: int) -> np.ndarray:
@@ -263,43 +160,6 @@ def _classifier_logits(encoder, paths: list[str], labels: np.ndarray, distances:
     return members, np.stack(means), n_read
 
 
-def _write_names(run_dir: Path, table, labels: np.ndarray, best: dict[int, str]) -> None:
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    from .._io import atomic_write_bytes
-
-    col = pa.array([best.get(int(c)) for c in labels], pa.string())
-    if "cluster_name" in table.column_names:
-        table = table.set_column(table.column_names.index("cluster_name"), "cluster_name", col)
-    else:
-        table = table.append_column("cluster_name", col)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(run_dir / "clusters.parquet", buf.getvalue())
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf)
-    atomic_write_bytes(run_dir / "clusters.csv", buf.getvalue())
-
-
-def _redraw_plots(run_dir: Path, run: dict, table, labels: np.ndarray, best: dict[int, str]) -> None:
-    """Re-draw the two plots that label clusters, now with their names."""
-    from ..report.plots import cluster_map, example_grid
-    from ..report.summary import cluster_examples
-
-    plots = run_dir / "plots"
-    cols = table.to_pydict()
-    cfg = run["run"].get("config", {})
-    n_clusters = len(set(labels.tolist()) - {-1})
-    coords = np.stack([np.asarray(cols["x"], np.float32), np.asarray(cols["y"], np.float32)], 1)
-    dist = np.asarray([np.nan if v is None else v for v in cols["distance"]], np.float64)
-    cluster_map(coords, labels, plots / "cluster_map.png",
-                title=f"{cfg.get('encoder', '')} - {cfg.get('method')} (k={n_clusters})", names=best)
-    if (plots / "examples.png").exists():
-        example_grid(cols["path"], cluster_examples(labels, dist, 8), plots / "examples.png", names=best)
-
-
 def name_clusters(run_dir: str | os.PathLike, vocab: str | os.PathLike | Sequence[str] | None = None, top: int = 3,
                   templates: Sequence[str] | None = None, device: str = "auto", *, contrast: float = 0.5,
                   sample: int = 32,
@@ -347,54 +207,74 @@ def name_clusters(run_dir: str | os.PathLike, vocab: str | os.PathLike | Sequenc
     info: dict[str, Any] = {"encoder": enc.name, "vocab": _vocab_label(vocab), "top": int(top),
                             "score": SCORE_FORMULA, "contrast": float(contrast)}
     if getattr(enc, "has_text", False):
-        X = run["embeddings"]
-        if X is None or len(X) != len(labels):
-            raise ImgclustError(f"{run_dir} has no embeddings.npy matching its table; re-run `imgclust run`")
-        names = load_vocab("general" if vocab is None else vocab)
-        templates = list(templates or DEFAULT_TEMPLATES)
-        if any(not t.strip() for t in templates):
-            raise ImgclustError("a prompt template is empty (use e.g. --template 'a photo of a {}.')")
-        text = prompt_embeddings(enc, names, templates)
-        if text.shape[1] != X.shape[1]:
-            raise ImgclustError(f"text embeddings ({text.shape[1]}-d) do not match the run's image embeddings "
-                                f"({X.shape[1]}-d): was the run made with another encoder?")
-        scale = _logit_scale(enc)
-        member_logits, cluster_logits = _text_logits(np.asarray(X, np.float32), labels, ids, text, scale)
-        info.update(method="text", templates=templates, temperature=round(scale, 4))
+        names, member_logits, cluster_logits = _text_path(run_dir, run, enc, labels, ids, vocab, templates, info)
     elif hasattr(enc, "predict_proba"):
-        classes = imagenet_classes()
-        keep = None
-        if vocab is not None:
-            # Keep only the listed classes; probabilities are re-normalised over them.
-            wanted = {n.lower() for n in load_vocab(vocab)}
-            keep = np.array([n.lower() in wanted for n in classes])
-            if not keep.any():
-                raise ImgclustError(f"none of the vocabulary's names is a class of {enc.name} "
-                                    "(its names are the ImageNet-1k classes)")
-        paths = [str(p) for p in table.column("path").to_pylist()]
-        dist = np.asarray(table.column("distance").to_numpy(zero_copy_only=False), np.float64)
-        scorer = enc if keep is None else _ClassSubset(enc, keep)
-        member_logits, cluster_logits, n_read = _classifier_logits(scorer, paths, labels, dist, ids, sample)
-        names = classes if keep is None else [n for n, k in zip(classes, keep) if k]
-        if cluster_logits.shape[1] != len(names):  # pragma: no cover - a head that is not ImageNet-1k
-            names = [f"class {i}" for i in range(cluster_logits.shape[1])]
-        info.update(method="classifier", classes="imagenet-1k", images_read=int(n_read), sample=int(sample))
-        if vocab is None:
-            info["vocab"] = "imagenet (the classifier's classes)"
+        names, member_logits, cluster_logits = _classifier_path(table, enc, labels, ids, vocab, sample, info)
     else:
         raise ImgclustError(f"encoder {enc.name!r} has neither a text tower nor a classifier head, so its clusters "
                             "cannot be named: use a CLIP/SigLIP encoder (or hf:DIR from `imgclust finetune`) "
                             "or efficientnet-lite0")
 
     scores = contrastive_scores(member_logits, cluster_logits, contrast=contrast)
+    result = _ranked(scores, names, ids, top)
+    info["vocab_size"] = len(names)
+    if write:
+        save_names(run_dir, run, table, labels, result, info, report=report)
+    return result
+
+
+def _text_path(run_dir: Path, run: dict, enc, labels: np.ndarray, ids: list[int], vocab, templates,
+               info: dict[str, Any]) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """Text tower: ``(names, member logits, cluster logits)`` from prompt-ensembled name embeddings."""
+    X = run["embeddings"]
+    if X is None or len(X) != len(labels):
+        raise ImgclustError(f"{run_dir} has no embeddings.npy matching its table; re-run `imgclust run`")
+    names = load_vocab("general" if vocab is None else vocab)
+    templates = list(templates or DEFAULT_TEMPLATES)
+    if any(not t.strip() for t in templates):
+        raise ImgclustError("a prompt template is empty (use e.g. --template 'a photo of a {}.')")
+    text = prompt_embeddings(enc, names, templates)
+    if text.shape[1] != X.shape[1]:
+        raise ImgclustError(f"text embeddings ({text.shape[1]}-d) do not match the run's image embeddings "
+                            f"({X.shape[1]}-d): was the run made with another encoder?")
+    scale = _logit_scale(enc)
+    member_logits, cluster_logits = _text_logits(np.asarray(X, np.float32), labels, ids, text, scale)
+    info.update(method="text", templates=templates, temperature=round(scale, 4))
+    return names, member_logits, cluster_logits
+
+
+def _classifier_path(table, enc, labels: np.ndarray, ids: list[int], vocab, sample: int,
+                     info: dict[str, Any]) -> tuple[list[str], list[np.ndarray], np.ndarray]:
+    """Classifier head: ``(names, member logits, cluster logits)`` from re-read typical members."""
+    classes = imagenet_classes()
+    keep = None
+    if vocab is not None:
+        # Keep only the listed classes; probabilities are re-normalised over them.
+        wanted = {n.lower() for n in load_vocab(vocab)}
+        keep = np.array([n.lower() in wanted for n in classes])
+        if not keep.any():
+            raise ImgclustError(f"none of the vocabulary's names is a class of {enc.name} "
+                                "(its names are the ImageNet-1k classes)")
+    paths = [str(p) for p in table.column("path").to_pylist()]
+    dist = np.asarray(table.column("distance").to_numpy(zero_copy_only=False), np.float64)
+    scorer = enc if keep is None else _ClassSubset(enc, keep)
+    member_logits, cluster_logits, n_read = _classifier_logits(scorer, paths, labels, dist, ids, sample)
+    names = classes if keep is None else [n for n, k in zip(classes, keep) if k]
+    if cluster_logits.shape[1] != len(names):  # pragma: no cover - a head that is not ImageNet-1k
+        names = [f"class {i}" for i in range(cluster_logits.shape[1])]
+    info.update(method="classifier", classes="imagenet-1k", images_read=int(n_read), sample=int(sample))
+    if vocab is None:
+        info["vocab"] = "imagenet (the classifier's classes)"
+    return names, member_logits, cluster_logits
+
+
+def _ranked(scores: np.ndarray, names: list[str], ids: list[int], top: int) -> dict[int, list[tuple[str, float]]]:
+    """The ``top`` best-scoring names of every cluster, best first."""
     result: dict[int, list[tuple[str, float]]] = {}
     k = min(top, len(names))
     for j, c in enumerate(ids):
         order = np.argsort(-scores[j], kind="stable")[:k]
         result[int(c)] = [(names[i], float(scores[j, i])) for i in order]
-    info["vocab_size"] = len(names)
-    if write:
-        _save(run_dir, run, table, labels, result, info, report=report)
     return result
 
 
@@ -408,25 +288,3 @@ class _ClassSubset:
     def predict_proba(self, images) -> np.ndarray:
         P = self.encoder.predict_proba(images)[:, self.keep]
         return P / np.maximum(P.sum(1, keepdims=True), 1e-12)
-
-
-def _save(run_dir: Path, run: dict, table, labels: np.ndarray, result: dict[int, list[tuple[str, float]]],
-          info: dict, report: bool) -> None:
-    from .._io import atomic_write_text
-
-    best = {c: names[0][0] for c, names in result.items() if names}
-    _write_names(run_dir, table, labels, best)
-    metrics_path = run_dir / "metrics.json"
-    metrics = json.loads(metrics_path.read_text()) if metrics_path.exists() else {}
-    metrics["cluster_names"] = {str(c): n for c, n in best.items()}
-    metrics["cluster_name_scores"] = {
-        str(c): [{"name": n, "score": round(s, 6) if math.isfinite(s) else None} for n, s in names]
-        for c, names in result.items()}
-    metrics["naming"] = info
-    atomic_write_text(metrics_path, json.dumps(metrics, indent=2))
-    if (run_dir / "plots" / "cluster_map.png").exists():
-        _redraw_plots(run_dir, run, table, labels, best)
-    if report and (run_dir / "report.html").exists():
-        from ..report import build_report
-
-        build_report(run_dir)
