@@ -11,7 +11,7 @@ CLI                    Python
 ``report``             :func:`build_report`
 ``encoders``           :func:`list_encoders`
 ``demo``               :func:`run_demo`
-``neighbors``          :func:`neighbors` (+ :func:`cluster_candidates`)
+``neighbors``          :func:`neighbors` (+ :func:`cluster_candidates`, ``--sweep``: :func:`sweep_candidates`)
 ``assign``             :func:`assign`
 ``animate``            :func:`animate_run`
 ``explain``            :func:`explain_run`
@@ -22,6 +22,8 @@ CLI                    Python
 ``compare``            :func:`compare_encoders`
 ``robustness``         :func:`robustness`
 ``datasets prepare``   :func:`prepare_dataset`
+``duplicates``         :func:`find_duplicates`
+``outliers``           :func:`find_outliers`
 =====================  =============================================
 """
 
@@ -37,11 +39,13 @@ _LAZY = {
     "embed_images": "pipeline.embed", "cluster_embeddings": "analyze",
     "ClusteringResult": "rundir", "load_run": "rundir",
     "build_report": "report", "list_encoders": "encoders", "create_encoder": "encoders",
-    "neighbors": "explore.neighbors", "cluster_candidates": "explore.neighbors", "assign": "explore.assign",
+    "neighbors": "explore.neighbors", "cluster_candidates": "explore.neighbors",
+    "sweep_candidates": "explore.candidates", "assign": "explore.assign",
     "animate_run": "explore.animate", "explain_run": "explore.explain", "probe_run": "explore.probe",
     "name_clusters": "language.naming", "search_run": "language.search", "finetune_clip": "language.finetune",
     "compare_encoders": "language.compare",
     "robustness": "explore.robustness", "prepare_dataset": "datasets.prepare",
+    "find_duplicates": "explore.curate", "find_outliers": "explore.curate",
 }
 
 __all__ = sorted(_LAZY) + ["ImgclustError", "__version__"]

@@ -2,12 +2,13 @@
 
 One module per command group, each a thin shell over the Python API: :mod:`.pipeline`
 (run, cluster, report, encoders, demo), :mod:`.explore` (neighbors, assign, animate,
-explain, probe) and :mod:`.language` (name, search, finetune, compare).
+explain, probe), :mod:`.curate` (duplicates, outliers) and :mod:`.language` (name, search,
+finetune, compare).
 """
 
 from __future__ import annotations
 
-from . import experiments, explore, language, pipeline  # noqa: F401 - registers the commands
+from . import curate, experiments, explore, language, pipeline  # noqa: F401 - registers the commands
 from ._common import app
 
 __all__ = ["app", "main"]

@@ -23,6 +23,9 @@ def neighbors(
                                                                 "(default RUN_DIR/neighbors/<image name>)."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda or mps."),
     as_json: bool = typer.Option(False, "--json", help="Print the neighbours as JSON on stdout."),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="Cluster the top-n candidates for each n (e.g. "
+                                                              "50,100,...,1000) and chart ACC/ARI/NMI/top-5 "
+                                                              "(labelled runs) and silhouette against n."),
 ):
     """List the run's images most similar to IMAGE (embedded with the run's encoder); optionally cluster them."""
     from rich.table import Table
@@ -32,6 +35,8 @@ def neighbors(
     from ..explore.neighbors import neighbors as find_neighbors
     from ..progress import console
 
+    if sweep is not None:
+        return _print_sweep(run_dir, image, sweep, cluster_k, out, device)
     res = find_neighbors(run_dir, image, top=top, device=device)
     if as_json:
         import json
@@ -52,6 +57,24 @@ def neighbors(
         sub = cluster_candidates(run_dir, res, cluster_k, out)
         con.print(f"clustered {len(res.items)} candidates into {sub.n_clusters} groups: "
                   f"report [bold]{out / 'report.html'}[/]", soft_wrap=True)
+
+
+def _print_sweep(run_dir: Path, image: Path, sweep: str, k: Optional[int], out: Optional[Path], device: str):
+    from rich.table import Table
+
+    from ..explore.candidates import parse_sweep, sweep_candidates
+    from ..progress import console
+
+    res = sweep_candidates(run_dir, image, parse_sweep(sweep), k=k, out=out, device=device)
+    keys = ["acc", "ari", "nmi", "top5", "silhouette"] if res.labelled else ["silhouette"]
+    t = Table(title=f"top-n candidates of {image} clustered")
+    for col in ["n", "k"] + keys:
+        t.add_column(col, justify="right")
+    for r in res.rows:
+        t.add_row(str(r["n"]), str(r["k"]), *("-" if r[c] is None else f"{r[c]:.4f}" for c in keys))
+    con = console()
+    con.print(t)
+    con.print(f"table: [bold]{res.csv}[/], [bold]{res.json}[/]  chart: [bold]{res.chart}[/]", soft_wrap=True)
 
 
 @app.command()

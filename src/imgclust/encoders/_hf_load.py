@@ -9,7 +9,8 @@ with ``local_files_only=True``; the hub is contacted only when ``HF_HUB_OFFLINE`
 The steps, in the order :func:`load_hf_parts` runs them:
 
 1. :func:`_check_path` - a local path must be a directory.
-2. :func:`_load` - config, then ``AutoModel`` with the per-type :data:`MODEL_KWARGS`, then the
+2. :func:`_load` - config (with the per-type :data:`CONFIG_OVERRIDES`), then ``AutoModel`` with
+   the per-type :data:`MODEL_KWARGS`, then the
    image processor (PIL backend); first from local files, then (when allowed) from the hub.
 3. :func:`_load_tokenizer` - only for models with a text tower; a failure is kept as a reason.
 """
@@ -24,12 +25,18 @@ from typing import Any
 
 from ..errors import ImgclustError, require
 
-__all__ = ["HFParts", "MODEL_KWARGS", "load_hf_parts"]
+__all__ = ["HFParts", "MODEL_KWARGS", "CONFIG_OVERRIDES", "load_hf_parts"]
 
 # model_type -> extra ``AutoModel.from_pretrained`` keyword arguments for that architecture.
 MODEL_KWARGS: dict[str, dict[str, Any]] = {
     # The ViT pooler is unused (CLS token) and missing from DINO checkpoints: don't build it.
     "vit": {"add_pooling_layer": False},
+}
+
+# model_type -> config attributes set before the model is built (the checkpoint's value is for training).
+CONFIG_OVERRIDES: dict[str, dict[str, Any]] = {
+    # MAE pre-training hides 75% of the patches at random; an embedding sees all of them.
+    "vit_mae": {"mask_ratio": 0.0},
 }
 
 
@@ -141,6 +148,8 @@ def _load(transformers, weights: str, local_only: bool) -> tuple[Any, Any, Any]:
 
     kw = {"local_files_only": local_only}
     config = transformers.AutoConfig.from_pretrained(weights, **kw)
+    for name, value in CONFIG_OVERRIDES.get(config.model_type, {}).items():
+        setattr(config, name, value)
     model_kw: dict[str, Any] = dict(kw)
     # transformers 5 loads in the checkpoint's dtype by default; embeddings are computed in fp32.
     model_kw["dtype" if _major(transformers.__version__) >= 5 else "torch_dtype"] = torch.float32

@@ -1,4 +1,4 @@
-"""Encoders backed by a transformers checkpoint: CLIP, SigLIP, ViT, DINO, DINOv2 and any ``hf:``.
+"""Encoders backed by a transformers checkpoint: CLIP, SigLIP, ViT, DINO(v2), ConvNeXt, ResNet, MAE, MSN, any ``hf:``.
 
 The model, its image processor and (for CLIP/SigLIP) its tokenizer are loaded offline-first by
 :func:`imgclust.encoders._hf_load.load_hf_parts` with the ordinary ``from_pretrained`` calls, so
@@ -12,6 +12,12 @@ How the image vector is formed depends on ``config.model_type``:
   token of ``last_hidden_state`` (after the final layer norm). That is the representation the
   ViT seed builds on and the one DINO's and DINOv2's k-NN / linear evaluations use; the ViT
   pooler is a tanh layer trained only for in21k classification (absent from DINO checkpoints).
+* ``convnext`` and ``resnet`` (TEMI's ConvNeXt and ResNet-50) -> ``pooler_output``: the global
+  average pool of the last stage (layer-normed for ConvNeXt), flattened from ResNet's (N, C, 1, 1).
+* ``vit_mae`` -> the mean of the patch tokens of ``last_hidden_state``, with ``mask_ratio`` 0
+  (:data:`~imgclust.encoders._hf_load.CONFIG_OVERRIDES`) and the patches kept in order (the
+  forward's ``noise`` is their index), so every patch is seen and nothing is random.
+* ``vit_msn`` -> the CLS token, as MSN's own linear evaluation uses.
 * any other type -> ``get_image_features`` when the model has it, else ``pooler_output`` when
   the forward returns one, else the CLS token.
 
@@ -40,7 +46,7 @@ from .base import Encoder, EncoderSpec, l2_normalize, resolve_device
 __all__ = ["HFEncoder", "HFParts", "load_hf_parts", "MODEL_KWARGS", "POOLING"]
 
 # model_type -> how the image vector is formed ("projection": get_image_features,
-# "pooler": pooler_output, "cls": last_hidden_state[:, 0]).
+# "pooler": pooler_output, "cls": last_hidden_state[:, 0], "mean": mean of the patch tokens).
 POOLING: dict[str, str] = {
     "clip": "projection",
     "siglip": "projection",
@@ -48,6 +54,10 @@ POOLING: dict[str, str] = {
     "vit": "cls",
     "dinov2": "cls",
     "dinov2_with_registers": "cls",
+    "convnext": "pooler",
+    "resnet": "pooler",
+    "vit_mae": "mean",
+    "vit_msn": "cls",
 }
 
 # Registry family -> checkpoint model types it may load (guards a mistyped weights id).
@@ -57,6 +67,10 @@ _FAMILY_TYPES: dict[str, set[str]] = {
     "vit": {"vit"},
     "dino": {"vit"},
     "dinov2": {"dinov2", "dinov2_with_registers"},
+    "convnext": {"convnext"},
+    "resnet": {"resnet"},
+    "mae": {"vit_mae"},
+    "msn": {"vit_msn"},
 }
 
 # Models that pad text to a fixed length and use no attention mask (as trained).
@@ -88,7 +102,7 @@ class HFEncoder(Encoder):
         tokenizer: Its tokenizer when the model has a text tower, else None.
         config: The checkpoint's config; ``config.model_type`` picks the pooling.
         model_type: ``config.model_type``.
-        pooling: ``projection``, ``pooler`` or ``cls`` (see the module docstring).
+        pooling: ``projection``, ``pooler``, ``cls`` or ``mean`` (see the module docstring).
     """
 
     def __init__(self, spec: EncoderSpec, device: str = "auto"):
@@ -177,10 +191,22 @@ class HFEncoder(Encoder):
         if self.pooling == "projection":
             out = self.model.get_image_features(pixel_values=pixel_values)
             return _as_tensor(out, "image_embeds", "pooler_output")
-        out = self.model(pixel_values=pixel_values)
+        out = self.model(pixel_values=pixel_values, **self._forward_kwargs(pixel_values))
         if self.pooling == "pooler":
-            return _as_tensor(out, "pooler_output")
+            return _as_tensor(out, "pooler_output").flatten(1)  # ResNet pools to (N, C, 1, 1)
+        if self.pooling == "mean":
+            return out.last_hidden_state[:, 1:].mean(1)  # the patch tokens; CLS comes first
         return out.last_hidden_state[:, 0]
+
+    def _forward_kwargs(self, pixel_values) -> dict:
+        """Extra forward arguments: MAE's ``noise`` as the patch index keeps every patch in place."""
+        if self.model_type != "vit_mae":
+            return {}
+        import torch
+
+        p = self.config.patch_size
+        n = (pixel_values.shape[-2] // p) * (pixel_values.shape[-1] // p)
+        return {"noise": torch.arange(n, device=pixel_values.device, dtype=torch.float32).expand(len(pixel_values), n)}
 
     def _tokenize(self, texts: Sequence[str]) -> dict:
         if self.tokenizer is None:

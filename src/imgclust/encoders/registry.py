@@ -55,6 +55,16 @@ ENCODERS: dict[str, EncoderSpec] = {
         _hf("dinov2-s", "dinov2", "facebook/dinov2-small", 384, desc="DINOv2 ViT-S/14, CLS token"),
         _hf("dinov2-b", "dinov2", "facebook/dinov2-base", 768, desc="DINOv2 ViT-B/14, CLS token"),
         _hf("dinov2-l", "dinov2", "facebook/dinov2-large", 1024, desc="DINOv2 ViT-L/14, CLS token"),
+        # TEMI's other backbones, through transformers' native classes (mean/std/size as in each
+        # checkpoint's preprocessor_config.json; the processor loaded with it does the work).
+        _hf("convnext-b", "convnext", "facebook/convnext-base-224", 1024, pooling="pooler",
+            desc="ConvNeXt-B 224, ImageNet-1k; pooled + layer-normed last stage"),
+        _hf("resnet-50", "resnet", "microsoft/resnet-50", 2048, pooling="pooler",
+            desc="ResNet-50, ImageNet-1k; global average pooled last stage"),
+        _hf("vit-mae-b", "mae", "facebook/vit-mae-base", 768, pooling="mean",
+            desc="MAE ViT-B/16 (self-supervised), no masking, mean of the patch tokens"),
+        _hf("vit-msn-b", "msn", "facebook/vit-msn-base", 768,
+            desc="MSN ViT-B/16 (self-supervised), CLS token"),
     ]
 }
 
@@ -68,6 +78,10 @@ FACTORIES: dict[str, str] = {
     "vit": "imgclust.encoders.hf:HFEncoder",
     "dino": "imgclust.encoders.hf:HFEncoder",
     "dinov2": "imgclust.encoders.hf:HFEncoder",
+    "convnext": "imgclust.encoders.hf:HFEncoder",
+    "resnet": "imgclust.encoders.hf:HFEncoder",
+    "mae": "imgclust.encoders.hf:HFEncoder",
+    "msn": "imgclust.encoders.hf:HFEncoder",
     "hf": "imgclust.encoders.hf:HFEncoder",
 }
 

@@ -15,7 +15,7 @@ from ..errors import ImgclustError
 from ..pipeline.embed import encode_file
 from ..rundir import load_run, run_embeddings, run_encoder, run_records
 
-__all__ = ["Neighbor", "NeighborsResult", "neighbors", "cluster_candidates"]
+__all__ = ["Neighbor", "NeighborsResult", "neighbors", "cluster_candidates", "cluster_rows"]
 
 
 @dataclass
@@ -98,20 +98,31 @@ def cluster_candidates(run_dir: str | os.PathLike, result: NeighborsResult, k: i
     Returns:
         The :class:`~imgclust.rundir.ClusteringResult` (saved to ``out``).
     """
-    from ..analyze import cluster_embeddings
     from ..report import write_run
 
     idx = result.indices
     if k < 2 or k > len(idx):
         raise ImgclustError(f"--cluster must be between 2 and the number of candidates ({len(idx)}), got {k}")
-    run = load_run(run_dir)
-    emb = run_embeddings(run)
-    cols = run["table"].to_pydict()
-    records = run_records(run, idx)
-    cfg = dict(run["run"].get("config", {}) or {})
-    cfg.update({"from_run": str(run_dir), "query": result.query, "candidates": len(idx)})
-    hashes = [cols["hash"][i] for i in idx] if "hash" in cols else None
-    res = cluster_embeddings(emb[idx], records, reduce="pca", n_components=min(50, len(idx) - 1), map=map,
-                             method=method, k=k, random_state=random_state, hashes=hashes, config=cfg)
+    res = cluster_rows(load_run(run_dir), idx, k, method=method, map=map, random_state=random_state,
+                       extra={"from_run": str(run_dir), "query": result.query, "candidates": len(idx)})
     write_run(res, out, plots=report, report=report)
     return res
+
+
+def cluster_rows(run: dict, idx: list[int], k: int, *, method: str = "kmeans", map: str = "pca",
+                 random_state: int = 0, extra: dict | None = None):
+    """Cluster the rows ``idx`` of a loaded run on their own (PCA to at most 50-D, then ``method``).
+
+    What :func:`cluster_candidates` writes and each point of the candidates sweep
+    (:func:`imgclust.explore.candidates.sweep_candidates`) scores: the same function, so a sweep
+    point equals the direct clustering of those images.
+    """
+    from ..analyze import cluster_embeddings
+
+    emb = run_embeddings(run)
+    cols = run["table"].to_pydict()
+    cfg = dict(run["run"].get("config", {}) or {})
+    cfg.update(extra or {})
+    hashes = [cols["hash"][i] for i in idx] if "hash" in cols else None
+    return cluster_embeddings(emb[idx], run_records(run, idx), reduce="pca", n_components=min(50, len(idx) - 1),
+                              map=map, method=method, k=k, random_state=random_state, hashes=hashes, config=cfg)

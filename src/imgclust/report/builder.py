@@ -30,6 +30,7 @@ import numpy as np
 
 from .._io import jsonable
 from ..rundir import load_run
+from .curation import curation_payload
 from .experiments import augment_payload, robustness_payload
 from .sections import (
     animation_payload,
@@ -182,6 +183,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "augment": augment_payload(metrics),
         "augmented": _flags(cols.get("augmented")),
         "source": _optional(cols.get("source")) if _flags(cols.get("augmented")) else None,
+        "curation": curation_payload(run_dir, n),
         "thumb_size": thumb_size,
     }
     return data, thumbs

@@ -8,7 +8,8 @@ from typing import Sequence
 
 import numpy as np
 
-__all__ = ["cluster_map", "k_sweep", "example_grid", "confusion_matrix", "save_all_plots", "palette"]
+__all__ = ["cluster_map", "k_sweep", "example_grid", "confusion_matrix", "candidates_sweep", "save_all_plots",
+           "palette"]
 
 
 def _figure(w: float, h: float):
@@ -146,6 +147,38 @@ def confusion_matrix(matrix: np.ndarray, classes: Sequence[str], clusters: Seque
                     ax.text(j, i, str(m[i, j]), ha="center", va="center", fontsize=7,
                             color="white" if m[i, j] > hi / 2 else "black")
     fig.colorbar(im, ax=ax, shrink=0.8)
+    return _save(fig, path)
+
+
+def candidates_sweep(rows: Sequence[dict], path, title: str = "Top-n candidates clustered") -> Path:
+    """Scores against the number of candidates (the SCAN seed's eval charts).
+
+    ACC, ARI, NMI and top-5 accuracy on the left when the rows have them (labelled runs), and the
+    silhouette (no labels needed) on the right.
+    """
+    fig = _figure(10, 4.2)
+    ns = [r["n"] for r in rows]
+    labelled = any(r.get("acc") is not None for r in rows)
+    axes = fig.subplots(1, 2 if labelled else 1, squeeze=False)[0]
+    if labelled:
+        ax = axes[0]
+        for key, name in (("acc", "ACC"), ("ari", "ARI"), ("nmi", "NMI"), ("top5", "top-5 neighbour accuracy")):
+            vals = [np.nan if r.get(key) is None else r[key] for r in rows]
+            ax.plot(ns, vals, marker="o", ms=3, label=name)
+        ax.set_xlabel("candidates (n)")
+        ax.set_ylabel("score")
+        ax.set_ylim(min(0.0, np.nanmin([r.get("ari") if r.get("ari") is not None else 0 for r in rows])), 1.0)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        ax.set_title("vs labels")
+    ax = axes[-1]
+    ax.plot(ns, [np.nan if r.get("silhouette") is None else r["silhouette"] for r in rows], marker="o", ms=3,
+            color="#555555")
+    ax.set_xlabel("candidates (n)")
+    ax.set_ylabel("silhouette")
+    ax.grid(alpha=0.3)
+    ax.set_title("silhouette (no labels)")
+    fig.suptitle(title)
     return _save(fig, path)
 
 

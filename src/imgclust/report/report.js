@@ -717,6 +717,60 @@
     }
   }
 
+  // ---------------------------------------------------------------- curation (imgclust duplicates / outliers)
+  function curationTile(i, caption, cls) {
+    var b = thumbButton(i);
+    if (cls) b.className += " " + cls;
+    b.appendChild(el("span", { "class": "cap score" }, caption));
+    return b;
+  }
+  function renderDuplicates(dp) {
+    var box = $("duplicates"), s = dp.summary || {};
+    box.appendChild(el("h3", null, "Duplicates"));
+    box.appendChild(el("p", { "class": "muted" }, (s.n_groups !== undefined ? s.n_groups : dp.n_groups) + " groups (" +
+      (s.n_exact_groups || 0) + " exact by content hash, " + (s.n_near_groups || 0) + " near at cosine \u2265 " +
+      fmt(s.threshold, 3) + "); " + (s.n_removable || 0) + " images could be removed keeping one per group (" +
+      (s.keep || "central") + ", outlined). All groups: duplicates.parquet; removal list: duplicates_remove.txt."));
+    var bt = s.groups_by_threshold;
+    if (bt && Object.keys(bt).length) {
+      box.appendChild(el("p", { "class": "muted" }, "groups at other thresholds: " + Object.keys(bt).map(function (t) {
+        return "\u2265 " + t + ": " + bt[t]; }).join(" \u00b7 ")));
+    }
+    if (dp.n_groups > dp.groups.length) box.appendChild(el("p", { "class": "muted" }, "showing the " + dp.groups.length + " largest groups"));
+    dp.groups.forEach(function (g) {
+      var sec = el("div", { "class": "dup-group", "data-group": g.group });
+      sec.appendChild(el("div", { "class": "stats" }, "group " + g.group + " \u00b7 " + g.kind + " \u00b7 " + g.size + " images" +
+        (g.size > g.members.length ? " (first " + g.members.length + " shown)" : "")));
+      var grid = el("div", { "class": "grid" });
+      g.members.forEach(function (i, j) {
+        var rep = i === g.representative;
+        grid.appendChild(curationTile(i, rep ? "keep" : "cos " + fmt(g.sim[j], 3), rep ? "rep" : null));
+      });
+      sec.appendChild(grid);
+      box.appendChild(sec);
+    });
+  }
+  function renderOutliers(op) {
+    var box = $("outliers"), s = op.summary || {};
+    box.appendChild(el("h3", null, "Outliers"));
+    box.appendChild(el("p", { "class": "muted" }, "Ranked by " + (s.method === "knn" ? "mean cosine distance to the " :
+      "local outlier factor over the ") + (s.k || "?") + " nearest neighbours; the top " + (s.n_flagged || 0) +
+      " (contamination " + fmt(s.contamination, 3) + ") are flagged (red). All scores: outliers.parquet."));
+    var grid = el("div", { "class": "grid" });
+    op.top.forEach(function (o) {
+      grid.appendChild(curationTile(o.i, "#" + o.rank + " lof " + fmt(o.lof, 2) + " d " + fmt(o.knn, 3), o.flag ? "flag" : null));
+    });
+    box.appendChild(grid);
+  }
+  function renderCuration() {
+    var c = D.curation;
+    if (!c || (!c.duplicates && !c.outliers)) return;
+    $("curation-section").hidden = false;
+    $("toc-curation").hidden = false;
+    if (c.duplicates) renderDuplicates(c.duplicates);
+    if (c.outliers) renderOutliers(c.outliers);
+  }
+
   // ---------------------------------------------------------------- figures, run info
   var FIG_TITLES = { cluster_map: "Cluster map (static)", k_sweep: "Choosing k: elbow (inertia) and silhouette per k",
     examples: "Examples per cluster (closest to centre first)", confusion: "Confusion matrix (columns matched to classes)" };
@@ -802,7 +856,8 @@
 
   // ---------------------------------------------------------------- start
   resize(); fit(); buildGroups(); renderLegend(); draw();
-  buildGalleries(); renderScores(); renderNaming(); renderTraining(); renderCompare(); renderExperiments(); renderFigures(); renderRun();
+  buildGalleries(); renderScores(); renderNaming(); renderTraining(); renderCompare(); renderCuration(); renderExperiments();
+  renderFigures(); renderRun();
 
   // A small API for tests and benchmarks (also handy from the devtools console).
   var api = {
