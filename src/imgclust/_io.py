@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "atomic_write_json", "jsonable", "tmp_name"]
+__all__ = ["default_cache_dir", "atomic_write_bytes", "atomic_write_text", "atomic_write_json", "jsonable", "tmp_name"]
+
+
+def default_cache_dir() -> Path:
+    """``$IMGCLUST_CACHE``, else ``$XDG_CACHE_HOME/imgclust``, else ``~/.cache/imgclust``."""
+    env = os.environ.get("IMGCLUST_CACHE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "imgclust"
 
 
 def tmp_name(path: Path) -> Path:

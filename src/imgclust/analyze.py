@@ -13,13 +13,14 @@ from typing import Any, Sequence
 import numpy as np
 
 from .cluster import make_clusterer, needs_k, sweep_k
+from .cluster.registry import takes_param
 from .errors import ImgclustError
 from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
 from .pipeline.sources import ImageRecord
 from .reduce import REDUCERS, Reducer
 from .rundir import ClusteringResult
 
-__all__ = ["cluster_embeddings", "validate_options", "check_k", "takes_views"]
+__all__ = ["cluster_embeddings", "validate_options", "check_k", "reduce_spaces", "takes_views"]
 
 # Methods cheap enough to sweep k with themselves; others sweep with k-means.
 _SWEEPABLE = {"kmeans", "kmedoids", "agglomerative"}
@@ -51,6 +52,22 @@ def check_k(method, k, n: int, name: str) -> tuple[bool, int | str | None]:
     if k > n:
         raise ImgclustError(f"k={k} is larger than the number of images ({n})")
     return True, k
+
+
+def reduce_spaces(X0: np.ndarray, spaces, reduce, n_components: int, random_state: int):
+    """The clustering input: each encoder's block reduced on its own, side by side; and the block widths."""
+    if spaces is None or len(spaces) < 2:
+        X = X0 if reduce in (None, "none") else Reducer(reduce, n_components=n_components,
+                                                        random_state=random_state).fit_transform(X0)
+        return X, None
+    if sum(spaces) != X0.shape[1]:
+        raise ImgclustError(f"spaces {list(spaces)} do not add up to the embedding width {X0.shape[1]}")
+    edges = np.cumsum([0, *spaces])
+    blocks = [X0[:, a:b] for a, b in zip(edges[:-1], edges[1:])]
+    if reduce not in (None, "none"):
+        blocks = [Reducer(reduce, n_components=n_components, random_state=random_state).fit_transform(b)
+                  for b in blocks]
+    return np.hstack(blocks).astype(np.float32), [int(b.shape[1]) for b in blocks]
 
 
 def _true_labels(records: Sequence[ImageRecord]) -> tuple[np.ndarray, np.ndarray] | None:
@@ -101,6 +118,17 @@ def _reduce(X0, reduce, n_components: int, random_state: int, views, view_index)
                                                             random_state=random_state)
     X = X0 if reducer is None else reducer.fit_transform(X0)
     return X, _reduced_views(reducer, X, views, view_index)
+
+
+def _inputs(X0, spaces, reduce, n_components: int, random_state: int, views, view_index):
+    """``(X, block widths, views)``: the clustering input, per encoder block when there are several."""
+    if spaces is None:
+        X, Vr = _reduce(X0, reduce, n_components, random_state, views, view_index)
+        return X, None, Vr
+    if views is not None or view_index is not None:
+        raise ImgclustError("--augment works with one encoder at a time")
+    X, widths = reduce_spaces(X0, spaces, reduce, n_components, random_state)
+    return X, widths, None
 
 
 def _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress, truth, views=None):
@@ -219,7 +247,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                        method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
                        random_state: int = 0, coords: np.ndarray | None = None, method_params: dict | None = None,
                        progress: bool = False, hashes: list[str] | None = None,
-                       skipped: list[dict] | None = None, config: dict | None = None, views: np.ndarray | None = None,
+                       skipped: list[dict] | None = None, config: dict | None = None,
+                       spaces: Sequence[int] | None = None, views: np.ndarray | None = None,
                        view_index: np.ndarray | None = None, columns: dict | None = None) -> ClusteringResult:
     """Reduce, cluster and score precomputed embeddings (everything after the store).
 
@@ -240,6 +269,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         hashes: Content hash per row (kept in the table).
         skipped: Files skipped before embedding, reported in ``metrics.json``.
         config: Configuration recorded so far (inputs, encoder...), extended here.
+        spaces: Widths of the column blocks of ``embeddings`` that come from different encoders; each
+            block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
         views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
         view_index: Instead of ``views``: (N, V) row indices, the rows that are each row's views.
         columns: Extra per-row columns of ``clusters.parquet`` (e.g. ``augmented``, ``source``).
@@ -260,8 +291,10 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    X, Vr = _reduce(X0, reduce, n_components, random_state, views, view_index)
+    X, widths, Vr = _inputs(X0, spaces, reduce, n_components, random_state, views, view_index)
     timings["reduce"] = time.perf_counter() - t
+    if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
+        params["spaces"] = widths
 
     sweep = None
     if takes_k and k == "auto":
@@ -285,7 +318,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     dist, conf = distances_and_confidence(X, labels, centers, model)
     metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
     timings["total_after_embedding"] = time.perf_counter() - t0
-    cfg = dict(config or {})
+    cfg = dict(config or {}, **({"spaces": [int(w) for w in spaces]} if spaces is not None else {}))
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})

@@ -16,6 +16,7 @@ from .analyze import check_k, cluster_embeddings, validate_options
 from .augment import AUGMENT_MODES, augmented_set, embed_views, summarize, write_views
 from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
+from .pipeline.multi import embed_multi, encoder_names
 from .pipeline.sources import discover
 from .rundir import ClusteringResult, load_run, run_config, run_embeddings, run_records, write_run_json
 
@@ -26,15 +27,18 @@ __all__ = ["ClusteringResult", "cluster_images", "cluster_embeddings", "embed_im
 def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], encoder="efficientnet-lite0", *,
                    reduce: str = "pca", n_components: int = 50, map: str = "auto", method: str | Any = "kmeans",
                    k: int | str | None = 10, labels: str | None = None, seeds: int = 1, random_state: int = 0,
-                   device: str = "auto", batch_size: int = 64, cache_dir: str | os.PathLike | None = None,
-                   cache: bool = True, out: str | os.PathLike | None = None, plots: bool = True,
-                   report: bool = True, method_params: dict | None = None, progress: bool = False,
+                   device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
+                   cache_dir: str | os.PathLike | None = None, cache: bool = True,
+                   out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
+                   method_params: dict | None = None, progress: bool = False,
                    augment: int = 0, augment_as: str = "both") -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
     Args:
         inputs: Files, folders, globs or manifests (CSV/Parquet with ``path[,label][,caption]``).
-        encoder: Registry name, ``hf:<hub id or dir>``, or an :class:`~imgclust.encoders.Encoder`.
+        encoder: Registry name, ``hf:<hub id or dir>``, or an :class:`~imgclust.encoders.Encoder`;
+            several (``"efficientnet-lite0,efficientnet-lite1"`` or a list) embed with each, cache
+            each separately and cluster on all the spaces (see :func:`~imgclust.pipeline.multi.embed_multi`).
         reduce: Reducer for the clustering input (``none``, ``pca``, ``umap``, ``tsne``).
         n_components: Clustering input dimension when reducing.
         map: Reducer for the 2-D map (``auto``, ``umap``, ``tsne``, ``pca``).
@@ -44,7 +48,9 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         seeds: Repeat clustering with N seeds and report mean and std.
         random_state: Base seed.
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: Images per forward pass.
+        runtime: Inference runtime: ``auto`` (torch on a GPU, the fastest installed on CPU), ``torch``,
+            ``onnx`` or ``openvino``; vectors and cache are the same whichever runs.
+        batch_size: Images per forward pass (default: 64 on CPU, 256 on CUDA).
         cache_dir: Embedding cache root (default ``~/.cache/imgclust``).
         cache: Use the embedding cache.
         out: Write the run directory here.
@@ -66,19 +72,25 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     records = discover(inputs, labels=labels)
     if isinstance(k, int):  # fail before embedding, not after
         check_k(method, k, len(records), method if isinstance(method, str) else type(method).__name__)
-    emb = embed_images(records, encoder=encoder, device=device, batch_size=batch_size, cache_dir=cache_dir,
-                       cache=cache, progress=progress)
+    several = encoder_names(encoder)
+    embed = (lambda **kw: embed_multi(records, several, **kw)) if several else (
+        lambda **kw: embed_images(records, encoder=encoder, **kw))
+    emb = embed(device=device, runtime=runtime, batch_size=batch_size, cache_dir=cache_dir, cache=cache,
+                progress=progress)
     config = run_config(inputs, emb, labels=labels, batch_size=batch_size, cache_dir=cache_dir, k=k)
     aug, points = None, {"embeddings": emb.embeddings, "records": emb.records, "hashes": emb.hashes}
     if augment:
+        if several:
+            raise ImgclustError("--augment works with one encoder at a time")
         t = time.perf_counter()
         views = embed_views(emb.records, emb.hashes, emb.encoder, int(augment), seed=random_state,
-                            cache_dir=cache_dir, cache=cache, batch_size=batch_size, progress=progress)
+                            cache_dir=cache_dir, cache=cache, batch_size=emb.batch_size, progress=progress)
         aug = augmented_set(emb, views, augment_as, seed=random_state, out=out)
         points = {"embeddings": aug.embeddings, "records": aug.records, "hashes": aug.hashes, "views": aug.views,
                   "view_index": aug.view_index, "columns": aug.columns}
         config.update(augment=int(augment), augment_as=augment_as, embed_views_s=time.perf_counter() - t)
     result = cluster_embeddings(**points, reduce=reduce, n_components=n_components, map=map,
+                                spaces=getattr(emb, "spaces", None),
                                 method=method, k=k, seeds=seeds, random_state=random_state,
                                 method_params=method_params, progress=progress, skipped=emb.skipped, config=config)
     if aug is not None:
@@ -122,7 +134,7 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
                                 n_components=n_components or cfg.get("n_components", 50),
                                 map=cfg.get("map", "auto"), method=method, k=k, seeds=seeds,
                                 random_state=random_state, coords=coords, method_params=method_params,
-                                progress=progress, hashes=table.get("hash"),
+                                progress=progress, hashes=table.get("hash"), spaces=cfg.get("spaces"),
                                 skipped=run["metrics"].get("skipped", []),
                                 config={**cfg, "from_run": str(run_dir), "k_requested": k},
                                 columns={c: table[c] for c in ("augmented", "source", "view") if c in table})

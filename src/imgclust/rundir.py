@@ -140,11 +140,20 @@ def write_embeddings(out: str | os.PathLike, embeddings: np.ndarray) -> None:
 def run_config(inputs, emb, *, labels: str | None = None, batch_size: int = 64, cache_dir=None, k=None) -> dict:
     """The configuration ``run.json`` records for images embedded as ``emb`` (an EmbedResult)."""
     enc = emb.encoder
-    return {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
-            "encoder": enc.name, "encoder_fingerprint": enc.fingerprint(), "encoder_weights": enc.spec.weights,
-            "embedding_dim": int(emb.embeddings.shape[1]) if emb.embeddings.size else enc.dim,
-            "device": enc.device, "labels": labels, "batch_size": batch_size,
-            "cache_dir": str(cache_dir) if cache_dir else None, "k_requested": k}
+    cfg = {"inputs": [str(i) for i in ([inputs] if isinstance(inputs, (str, os.PathLike)) else inputs)],
+           "encoder": enc.name, "encoder_fingerprint": enc.fingerprint(), "encoder_weights": enc.spec.weights,
+           "embedding_dim": int(emb.embeddings.shape[1]) if emb.embeddings.size else enc.dim,
+           "device": enc.device, "runtime": getattr(enc, "runtime", "torch"), "labels": labels,
+           "batch_size": getattr(emb, "batch_size", None) or batch_size,
+           "cache_dir": str(cache_dir) if cache_dir else None, "k_requested": k}
+    parts = getattr(emb, "parts", None)
+    if parts:  # several encoders: embeddings.npy holds their vectors side by side, `spaces` wide
+        cfg["encoder"] = ",".join(p.encoder.name for p in parts)
+        cfg["encoder_fingerprint"] = ",".join(p.encoder.fingerprint() for p in parts)
+        cfg["encoders"] = [{"name": p.encoder.name, "fingerprint": p.encoder.fingerprint(),
+                            "weights": p.encoder.spec.weights, "dim": int(p.embeddings.shape[1])} for p in parts]
+        cfg["spaces"] = [int(p.embeddings.shape[1]) for p in parts]
+    return cfg
 
 
 def write_run_json(out: str | os.PathLike, config: dict, timings: dict, sweep=None, **extra) -> None:

@@ -15,9 +15,12 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, rich_markup_mode="
 
 
 def print_error(msg: str) -> None:
+    from rich.markup import escape
+
     from ..progress import console
 
-    console().print(f"[bold red]error:[/] {msg}", highlight=False, markup=True, soft_wrap=True)
+    # Escaped: messages name extras like 'imgclust[onnx]', which rich would eat as markup tags.
+    console().print(f"[bold red]error:[/] {escape(msg)}", highlight=False, markup=True, soft_wrap=True)
 
 
 def friendly(fn: Callable) -> Callable:
@@ -102,12 +105,13 @@ def print_summary(result, out: Path | None) -> None:
 
 
 EncoderOpt = typer.Option("efficientnet-lite0", "--encoder", "-e",
-                          help="Encoder name (see `imgclust encoders`) or hf:<hub id or local dir>.")
+                          help="Encoder name (see `imgclust encoders`) or hf:<hub id or local dir>; several, "
+                          "comma-separated (efficientnet-lite0,efficientnet-lite1), cluster on all their spaces.")
 ReduceOpt = typer.Option("pca", "--reduce", help="Reduce before clustering: umap, pca, tsne or none.")
 DimsOpt = typer.Option(50, "--dims", help="Dimensions of the clustering input when reducing.")
 MapOpt = typer.Option("auto", "--map", help="2-D map: auto (umap), umap, tsne or pca.")
 MethodOpt = typer.Option("kmeans", "--method", "-m",
-                         help="kmeans, kmedoids, hdbscan, agglomerative, spectral, scan or temi.")
+                         help="kmeans, kmedoids, hdbscan, agglomerative, spectral, scan, temi or turtle.")
 KOpt = typer.Option("10", "--k", "-k", help="Number of clusters, 'auto' (sweep, pick by silhouette) or 'none'.")
 SeedsOpt = typer.Option(1, "--seeds", help="Repeat clustering with N seeds; report mean and std.")
 SeedOpt = typer.Option(0, "--seed", help="Base random seed.")

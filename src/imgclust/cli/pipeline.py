@@ -42,7 +42,10 @@ def run(
     seed: int = SeedOpt,
     out: Path = typer.Option(Path("runs/latest"), "--out", "-o", help="Run directory to write."),
     device: str = typer.Option("auto", "--device", help="auto (CUDA, then MPS, then CPU), cpu, cuda or mps."),
-    embed_batch: int = typer.Option(64, "--embed-batch", help="Images per encoder forward pass."),
+    runtime: str = typer.Option("auto", "--runtime", help="auto (torch on GPU, fastest installed on CPU), torch, "
+                                "onnx or openvino; same vectors and cache whichever runs."),
+    embed_batch: Optional[int] = typer.Option(None, "--embed-batch",
+                                              help="Images per encoder forward pass (default 64 on CPU, 256 on CUDA)."),
     cache_dir: Optional[Path] = typer.Option(None, "--cache-dir", help="Embedding cache (default ~/.cache/imgclust)."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Do not read or write the embedding cache."),
     epochs: Optional[int] = EpochsOpt,
@@ -60,7 +63,7 @@ def run(
 
     result = cluster_images(inputs, encoder=encoder, reduce=reduce, n_components=dims, map=map, method=method,
                             k=parse_k(k), labels=labels, seeds=seeds, random_state=seed, device=device,
-                            batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
+                            runtime=runtime, batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
                             method_params=head_params(epochs, batch_size, lr), progress=not quiet,
                             augment=augment, augment_as=augment_as)

@@ -14,10 +14,10 @@ from .registry import CLUSTERERS, make_clusterer, needs_k
 from .sweep import KSweep, default_k_range, sweep_k
 
 __all__ = ["CLUSTERERS", "make_clusterer", "KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral",
-           "KSweep", "sweep_k", "default_k_range", "SCAN", "TEMI", "needs_k"]
+           "KSweep", "sweep_k", "default_k_range", "SCAN", "TEMI", "TURTLE", "needs_k"]
 
 
 def __getattr__(name: str):
-    if name in ("SCAN", "TEMI"):
+    if name in ("SCAN", "TEMI", "TURTLE"):
         return getattr(importlib.import_module("imgclust.cluster.heads"), name)
     raise AttributeError(name)

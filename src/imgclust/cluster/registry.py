@@ -8,7 +8,7 @@ from typing import Any
 
 from ..errors import ImgclustError
 
-__all__ = ["CLUSTERERS", "make_clusterer", "needs_k"]
+__all__ = ["CLUSTERERS", "make_clusterer", "needs_k", "takes_param"]
 
 # name -> "module:Class"; classes are imported when used.
 CLUSTERERS: dict[str, str] = {
@@ -19,6 +19,7 @@ CLUSTERERS: dict[str, str] = {
     "spectral": "imgclust.cluster.classic:Spectral",
     "scan": "imgclust.cluster.heads:SCAN",
     "temi": "imgclust.cluster.heads:TEMI",
+    "turtle": "imgclust.cluster.heads:TURTLE",
 }
 
 
@@ -33,6 +34,11 @@ def needs_k(method: Any) -> bool:
     """Whether a method takes a number of clusters (HDBSCAN finds its own)."""
     cls = _resolve(method) if isinstance(method, str) else type(method)
     return getattr(cls, "needs_k", True)
+
+
+def takes_param(method: str, name: str) -> bool:
+    """Whether the named method's estimator takes the constructor argument ``name`` (e.g. ``spaces``)."""
+    return name in inspect.signature(_resolve(method).__init__).parameters
 
 
 def make_clusterer(method: str | Any, n_clusters: int | None = None, random_state: int = 0,

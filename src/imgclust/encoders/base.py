@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
-__all__ = ["EncoderSpec", "Encoder", "resolve_device", "l2_normalize", "pil_to_tensor"]
+__all__ = ["EncoderSpec", "Encoder", "resolve_device", "l2_normalize", "pil_to_tensor", "resize_square", "to_device"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -84,6 +84,17 @@ def resolve_device(device: str = "auto") -> str:
     return device
 
 
+def to_device(tensor, device: str):
+    """Move a CPU batch to ``device``; to CUDA through pinned memory, asynchronously.
+
+    Pinned (page-locked) host memory lets the copy run by DMA while the GPU still works on
+    the previous batch; on CPU and MPS this is a plain ``.to``.
+    """
+    if str(device).startswith("cuda"):
+        return tensor.pin_memory().to(device, non_blocking=True)
+    return tensor.to(device)
+
+
 def l2_normalize(x: np.ndarray) -> np.ndarray:
     """Row-wise L2 normalisation in float32; zero rows stay zero."""
     x = np.asarray(x, dtype=np.float32)
@@ -92,6 +103,13 @@ def l2_normalize(x: np.ndarray) -> np.ndarray:
 
 
 _RESAMPLE = {"bicubic": Image.BICUBIC, "bilinear": Image.BILINEAR, "nearest": Image.NEAREST}
+
+
+def resize_square(img: Image.Image, size: int, resample: str = "bicubic") -> Image.Image:
+    """``img`` squashed to ``size`` x ``size`` in one resize (no-op when it already is)."""
+    if img.size == (size, size):
+        return img
+    return img.resize((size, size), _RESAMPLE[resample])
 
 
 def pil_to_tensor(images: Sequence[Image.Image], size: int, mean, std, resample: str = "bicubic",
@@ -114,7 +132,7 @@ def pil_to_tensor(images: Sequence[Image.Image], size: int, mean, std, resample:
             left, top = (w - size) // 2, (h - size) // 2
             img = img.crop((left, top, left + size, top + size))
         else:
-            img = img.resize((size, size), _RESAMPLE[resample])
+            img = resize_square(img, size, resample)
         arrs.append(np.asarray(img, dtype=np.float32))
     batch = np.stack(arrs) / 255.0
     batch = (batch - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
@@ -130,6 +148,7 @@ class Encoder:
 
     spec: EncoderSpec
     device: str = "cpu"
+    runtime: str = "torch"
 
     @property
     def name(self) -> str:
@@ -149,6 +168,20 @@ class Encoder:
     def fingerprint(self) -> str:
         """The embedding store's key: weights + preprocessing (see :meth:`EncoderSpec.fingerprint`)."""
         return self.spec.fingerprint()
+
+    @property
+    def decode_size(self) -> int | None:
+        """Smallest side the decoder may shrink a JPEG to (draft mode) without changing the input; ``None`` = full."""
+        return self.spec.image_size or None
+
+    def prepare(self, img: Image.Image) -> Image.Image:
+        """Per-image preprocessing that may run in a decode worker (default: none)."""
+        return img
+
+    @property
+    def default_batch_size(self) -> int:
+        """Images per forward pass when the caller does not say: larger on a GPU to keep it busy."""
+        return 256 if str(self.device).startswith("cuda") else 64
 
     def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:  # pragma: no cover
         """RGB PIL images -> L2-normalised float32 (N, D)."""

@@ -41,7 +41,7 @@ from PIL import Image
 
 from ..errors import ImgclustError
 from ._hf_load import MODEL_KWARGS, HFParts, load_hf_parts
-from .base import Encoder, EncoderSpec, l2_normalize, resolve_device
+from .base import Encoder, EncoderSpec, l2_normalize, resolve_device, to_device
 
 __all__ = ["HFEncoder", "HFParts", "load_hf_parts", "MODEL_KWARGS", "POOLING"]
 
@@ -180,7 +180,7 @@ class HFEncoder(Encoder):
         """
         images = [img if img.mode == "RGB" else img.convert("RGB") for img in images]
         batch = self.processor(images=images, return_tensors="pt")
-        return batch["pixel_values"].to(self.device)
+        return to_device(batch["pixel_values"], self.device)  # pinned + async on CUDA
 
     def image_features(self, pixel_values):
         """Unnormalised image vectors (N, D) as a torch tensor; gradients flow when enabled.

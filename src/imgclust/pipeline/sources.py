@@ -297,8 +297,12 @@ def to_rgb(img: Image.Image, background=(255, 255, 255)) -> Image.Image:
 _OPEN_LOCK = threading.Lock()
 
 
-def load_image(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(path: str, max_pixels: int = MAX_PIXELS, min_size: int | None = None) -> Image.Image:
     """Decode ``path`` to an RGB image with EXIF orientation applied (first frame of a GIF).
+
+    With ``min_size`` a JPEG is decoded at the smallest DCT scale (1/2, 1/4, 1/8) whose both
+    sides stay >= ``min_size`` (PIL draft mode): a 12 MP photo decodes ~10x faster for a
+    224 px model, and the single resize that follows works on that smaller image.
 
     Raises:
         DecodeError: empty, truncated, not an image, unreadable or too large (bomb).
@@ -319,6 +323,10 @@ def load_image(path: str, max_pixels: int = MAX_PIXELS) -> Image.Image:
             if w * h > max_pixels:
                 raise DecodeError(path, f"too large ({w}x{h} pixels): possible decompression bomb")
             img.seek(0)
+            if min_size and img.format == "JPEG":
+                # Before load() and before the EXIF transpose: draft works on the stored (unrotated)
+                # pixels; a square request keeps both sides large enough whichever way it is rotated.
+                img.draft("RGB", (min_size, min_size))
             img.load()
             img = ImageOps.exif_transpose(img) or img
             return to_rgb(img)

@@ -17,18 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_text, tmp_name
+from .._io import atomic_write_text, default_cache_dir, tmp_name
 
 __all__ = ["EmbeddingStore", "default_cache_dir"]
-
-
-def default_cache_dir() -> Path:
-    """``$IMGCLUST_CACHE``, else ``$XDG_CACHE_HOME/imgclust``, else ``~/.cache/imgclust``."""
-    env = os.environ.get("IMGCLUST_CACHE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "imgclust"
 
 
 class EmbeddingStore:

@@ -1,0 +1,190 @@
+"""Clustering quality: k-means vs SCAN vs TEMI vs TURTLE, on Lite0 alone and on several encoders.
+
+Sets (all labelled, all offline):
+
+- ``cifar10``: the CIFAR-10 test set in ``../shared/datasets/cifar10-test`` (``--per-class`` images
+  of each class in path order; 1000 = all 10,000).
+- ``digits``: scikit-learn's bundled handwritten digits as 32x32 PNGs (``quality_data.py``).
+
+Every set is embedded through imgclust's store with each encoder (cached per encoder fingerprint,
+rows aligned by image: :func:`imgclust.pipeline.multi.embed_multi`). For each space choice (Lite0
+alone; Lite0+Lite1(+Lite2) side by side) each method runs with ``--seeds`` seeds; ACC/NMI/ARI are
+reported as mean +- std with seconds per seed. SCAN and TEMI take the concatenated vectors; TURTLE
+takes the spaces separately. A 5-fold logistic-regression probe is the supervised ceiling.
+Label-free model selection: the method whose clusters have the best silhouette in a UMAP map of
+the Lite0 vectors is "picked"; we report whether it is the best by ACC.
+
+Usage::
+
+    .venv/bin/python benchmarks/quality.py --per-class 100 --digits-per-class 40 --seeds 3
+
+Writes ``benchmarks/results/quality.json`` and ``quality.md``. This is a script, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "benchmarks"))
+CIFAR = ROOT.parent / "shared" / "datasets" / "cifar10-test"
+RESULTS = ROOT / "benchmarks" / "results"
+LITES = ["efficientnet-lite0", "efficientnet-lite1", "efficientnet-lite2"]
+
+
+def _records(folder: Path, per_class: int | None):
+    from imgclust.pipeline.sources import discover
+
+    records = sorted(discover([str(folder)], labels="folder"), key=lambda r: r.path)
+    if per_class:
+        by: dict[str, list] = {}
+        for r in records:
+            by.setdefault(r.label, []).append(r)
+        records = sorted((r for rs in by.values() for r in rs[:per_class]), key=lambda r: r.path)
+    return records
+
+
+def load_spaces(folder: Path, per_class: int | None, encoders: list[str]):
+    """Row-aligned embeddings of each encoder (through the store) and integer labels."""
+    from imgclust.pipeline.multi import embed_multi
+
+    emb = embed_multi(_records(folder, per_class), encoders, device="cpu", progress=sys.stderr.isatty())
+    classes = sorted({r.label for r in emb.records})
+    y = np.asarray([classes.index(r.label) for r in emb.records], np.int64)
+    edges = np.cumsum([0, *emb.spaces])
+    return [emb.embeddings[:, a:b] for a, b in zip(edges[:-1], edges[1:])], y
+
+
+def _fit(method: str, spaces: list[np.ndarray], k: int, seed: int):
+    from imgclust.cluster import make_clusterer
+
+    X = np.hstack(spaces) if len(spaces) > 1 else spaces[0]
+    if method == "kmeans":
+        est = make_clusterer("kmeans", n_clusters=k, random_state=seed, n_init=10)
+    elif method == "turtle":
+        est = make_clusterer("turtle", n_clusters=k, random_state=seed, spaces=[s.shape[1] for s in spaces])
+    else:
+        est = make_clusterer(method, n_clusters=k, random_state=seed)
+    t = time.perf_counter()
+    est.fit(X)
+    return np.asarray(est.labels_), time.perf_counter() - t
+
+
+def run_method(method, spaces, y, seeds: int) -> dict:
+    """Mean/std of ACC, NMI, ARI over seeds, seconds per seed, and the first seed's labels."""
+    from imgclust.metrics import external_scores
+
+    scores, secs, first = [], [], None
+    for s in range(seeds):
+        labels, sec = _fit(method, spaces, len(np.unique(y)), s)
+        first = labels if first is None else first
+        scores.append(external_scores(y, labels))
+        secs.append(sec)
+        print(f"    {method:7s} seed {s}: acc {scores[-1]['acc']:.3f} ({sec:.1f} s)", flush=True)
+    out = {m: float(np.mean([r[m] for r in scores])) for m in ("acc", "nmi", "ari")}
+    out.update({f"{m}_std": float(np.std([r[m] for r in scores])) for m in ("acc", "nmi", "ari")})
+    out["seconds_per_seed"] = float(np.mean(secs))
+    return out | {"_labels": first}
+
+
+def linear_probe(spaces, y) -> float:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import cross_val_score
+
+    X = np.hstack(spaces)
+    return float(cross_val_score(LogisticRegression(max_iter=500, C=1.0), X, y, cv=5).mean())
+
+
+def label_free_pick(spaces0, results: dict) -> dict:
+    """Silhouette of each method's clusters in a 2-D UMAP map of Lite0's vectors; the best is picked."""
+    from sklearn.metrics import silhouette_score
+
+    from imgclust.reduce import Reducer
+
+    coords = Reducer("umap", n_components=2, random_state=0).fit_transform(spaces0[0])
+    sil = {name: float(silhouette_score(coords, r["_labels"])) for name, r in results.items()
+           if len(np.unique(r["_labels"])) > 1}
+    picked = max(sil, key=sil.get)
+    best = max(results, key=lambda n: results[n]["acc"])
+    return {"silhouette_umap": sil, "picked": picked, "best_by_acc": best, "picked_is_best": picked == best,
+            "picked_acc": results[picked]["acc"], "best_acc": results[best]["acc"]}
+
+
+def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: list[str], seeds: int) -> dict:
+    print(f"== {name}: embedding with {', '.join(encoders)}", flush=True)
+    spaces, y = load_spaces(folder, per_class, encoders)
+    out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders, "results": {}}
+    for label, use in (("lite0", spaces[:1]), ("multi", spaces)):
+        for m in methods:
+            print(f"  {label}", flush=True)
+            out["results"][f"{m}@{label}"] = run_method(m, use, y, seeds)
+        out[f"probe@{label}"] = linear_probe(use, y)
+    out["selection"] = label_free_pick(spaces, out["results"])
+    for r in out["results"].values():
+        r.pop("_labels")
+    return out
+
+
+def to_markdown(res: dict) -> str:
+    lines = [f"Load: {res['load']}. Seeds: {res['seeds']}. Lite0 = efficientnet-lite0; multi = "
+             "the encoders listed, side by side (TURTLE: as separate spaces).", ""]
+    for name, s in res["sets"].items():
+        lines += [f"### {name} ({s['n']} images, k = {s['k']}; multi = {' + '.join(s['encoders'])})", "",
+                  "| method | space | ACC | NMI | ARI | s/seed |", "|---|---|---|---|---|---|"]
+        for key, r in s["results"].items():
+            m, sp = key.split("@")
+            lines.append(f"| {m} | {sp} | {r['acc']:.3f} ± {r['acc_std']:.3f} | {r['nmi']:.3f} ± {r['nmi_std']:.3f} "
+                         f"| {r['ari']:.3f} ± {r['ari_std']:.3f} | {r['seconds_per_seed']:.1f} |")
+        lines += [f"| linear probe (supervised) | lite0 | {s['probe@lite0']:.3f} | | | |",
+                  f"| linear probe (supervised) | multi | {s['probe@multi']:.3f} | | | |", ""]
+        sel = s["selection"]
+        lines += [f"Label-free pick (best silhouette in Lite0's UMAP map): **{sel['picked']}** "
+                  f"(ACC {sel['picked_acc']:.3f}); best by ACC: {sel['best_by_acc']} ({sel['best_acc']:.3f}).", ""]
+    return "\n".join(lines)
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--per-class", type=int, default=1000, help="CIFAR-10 images per class (1000 = all).")
+    ap.add_argument("--digits-per-class", type=int, default=0, help="digits per class (0 = all 1,797).")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--encoders", default=",".join(LITES))
+    ap.add_argument("--methods", default="kmeans,scan,temi,turtle")
+    ap.add_argument("--sets", default="cifar10,digits")
+    ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
+    args = ap.parse_args(argv)
+    import torch
+
+    from quality_data import digits_folder
+
+    torch.set_num_threads(args.threads)
+    # BLAS/OpenMP (faiss k-means, numpy) too: on a busy 2-core box spin-waiting threads cost 10-40x.
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=args.threads)
+    encoders, methods = args.encoders.split(","), args.methods.split(",")
+    folders = {"cifar10": (CIFAR, args.per_class), "digits": (digits_folder(args.data, args.digits_per_class or None),
+                                                              None)}
+    res = {"load": f"loadavg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start, torch threads "
+                   f"{args.threads}", "seeds": args.seeds, "args": vars(args), "sets": {}}
+    for name in args.sets.split(","):
+        folder, per = folders[name]
+        res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2))
+    (RESULTS / f"{args.name}.md").write_text(to_markdown(res))
+    print(to_markdown(res))
+    return res
+
+
+if __name__ == "__main__":
+    main()
