@@ -272,8 +272,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         spaces: Widths of the column blocks of ``embeddings`` that come from different encoders; each
             block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
         views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
-        view_index: Instead of ``views``: (N, V) row indices, the rows that are each row's views.
-        columns: Extra per-row columns of ``clusters.parquet`` (e.g. ``augmented``, ``source``).
+        view_index: Instead of ``views``: (N, V) row indices. columns: extra per-row table columns.
 
     Returns:
         A :class:`~imgclust.rundir.ClusteringResult`.
@@ -295,7 +294,6 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings["reduce"] = time.perf_counter() - t
     if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
         params["spaces"] = widths
-
     sweep = None
     if takes_k and k == "auto":
         t = time.perf_counter()
@@ -309,11 +307,9 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     model, labels, runs_int, runs_ext = _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress,
                                                    truth, Vr)
     timings["cluster"] = time.perf_counter() - t
-
     t = time.perf_counter()
     coords = _map_coords(X0, coords, map, random_state)
     timings["map"] = time.perf_counter() - t
-
     centers = centers_of(X, labels, model)
     dist, conf = distances_and_confidence(X, labels, centers, model)
     metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
@@ -323,7 +319,6 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})
     cfg.update({"views_used": bool(takes_views(model))} if Vr is not None else {})
-    return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords,
-                            distances=dist, confidence=conf, centers=centers, metrics=metrics, config=cfg,
-                            timings=timings, sweep=sweep, hashes=list(hashes or []), model=model,
-                            columns=dict(columns or {}))
+    return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords, distances=dist,
+                            confidence=conf, centers=centers, metrics=metrics, config=cfg, timings=timings,
+                            sweep=sweep, hashes=list(hashes or []), model=model, columns=dict(columns or {}))
