@@ -21,6 +21,8 @@ CLI                    Python
 ``search``             :func:`search_run`
 ``finetune``           :func:`finetune_clip`
 ``compare``            :func:`compare_encoders`
+``robustness``         :func:`robustness`
+``datasets prepare``   :func:`prepare_dataset`
 ``duplicates``         :func:`find_duplicates`
 ``outliers``           :func:`find_outliers`
 =====================  =============================================
@@ -43,6 +45,7 @@ _LAZY = {
     "animate_run": "explore.animate", "explain_run": "explore.explain", "probe_run": "explore.probe",
     "name_clusters": "language.naming", "search_run": "language.search", "finetune_clip": "language.finetune",
     "compare_encoders": "language.compare",
+    "robustness": "explore.robustness", "prepare_dataset": "datasets.prepare",
     "find_duplicates": "explore.curate", "find_outliers": "explore.curate",
 }
 

@@ -23,7 +23,7 @@ from .reduce import REDUCERS, Reducer
 from .rundir import ClusteringResult
 from .sampling import stratified_sample
 
-__all__ = ["cluster_embeddings", "validate_options", "check_k", "reduce_spaces"]
+__all__ = ["cluster_embeddings", "validate_options", "check_k", "reduce_spaces", "takes_views"]
 
 # Methods cheap enough to sweep k with themselves; others sweep with k-means.
 _SWEEPABLE = {"kmeans", "kmedoids", "agglomerative"}
@@ -94,14 +94,59 @@ def _estimator(method, k, takes_k: bool, seed: int, progress: bool, params: dict
     return est.set_params(random_state=seed) if "random_state" in est.get_params() else est
 
 
-def _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress, truth):
+def takes_views(est) -> bool:
+    """Whether ``est.fit`` accepts ``views=`` (embedded augmented views: SCAN, TEMI)."""
+    import inspect
+
+    try:
+        return "views" in inspect.signature(est.fit).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _reduced_views(reducer, X: np.ndarray, views, view_index) -> np.ndarray | None:
+    """The views in the clustering space: rows of ``X`` (``view_index``) or ``views`` through the reducer."""
+    if view_index is not None:
+        return X[np.asarray(view_index, np.int64)]
+    if views is None:
+        return None
+    V = np.asarray(views, np.float32)
+    if V.ndim != 3 or len(V) != len(X):
+        raise ImgclustError(f"views must have shape (N={len(X)}, V, D); got {V.shape}")
+    flat = V.reshape(-1, V.shape[2])
+    return (flat if reducer is None else reducer.transform(flat)).reshape(len(V), V.shape[1], -1)
+
+
+def _reduce(X0, reduce, n_components: int, random_state: int, views, view_index):
+    """The clustering input and the views in the same space."""
+    reducer = None if reduce in (None, "none") else Reducer(reduce, n_components=n_components,
+                                                            random_state=random_state)
+    X = X0 if reducer is None else reducer.fit_transform(X0)
+    return X, _reduced_views(reducer, X, views, view_index)
+
+
+def _inputs(X0, spaces, reduce, n_components: int, random_state: int, views, view_index):
+    """``(X, block widths, views)``: the clustering input, per encoder block when there are several."""
+    if spaces is None:
+        X, Vr = _reduce(X0, reduce, n_components, random_state, views, view_index)
+        return X, None, Vr
+    if views is not None or view_index is not None:
+        raise ImgclustError("--augment works with one encoder at a time")
+    X, widths = reduce_spaces(X0, spaces, reduce, n_components, random_state)
+    return X, widths, None
+
+
+def _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress, truth, views=None):
     """Fit once per seed; the first seed's model and labels are the run's, every seed is scored."""
     runs_int, runs_ext = [], []
     model = labels = None
     for s in range(max(1, int(seeds))):
         est = method if (s == 0 and not isinstance(method, str)) else _estimator(
             method, k, takes_k, random_state + s, progress, params)
-        est.fit(X)
+        if views is not None and takes_views(est):
+            est.fit(X, views=views)
+        else:
+            est.fit(X)
         lab = np.asarray(est.labels_, np.int64)
         if s == 0:
             model, labels = est, lab
@@ -265,7 +310,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                        random_state: int = 0, coords: np.ndarray | None = None, method_params: dict | None = None,
                        progress: bool = False, hashes: list[str] | None = None,
                        skipped: list[dict] | None = None, config: dict | None = None,
-                       spaces: Sequence[int] | None = None) -> ClusteringResult:
+                       spaces: Sequence[int] | None = None, views: np.ndarray | None = None,
+                       view_index: np.ndarray | None = None, columns: dict | None = None) -> ClusteringResult:
     """Reduce, cluster and score precomputed embeddings (everything after the store).
 
     Args:
@@ -287,6 +333,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         config: Configuration recorded so far (inputs, encoder...), extended here.
         spaces: Widths of the column blocks of ``embeddings`` that come from different encoders; each
             block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
+        views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
+        view_index: Instead of ``views``: (N, V) row indices. columns: extra per-row table columns.
 
     Returns:
         A :class:`~imgclust.rundir.ClusteringResult`.
@@ -304,11 +352,10 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
-    X, widths = reduce_spaces(X0, spaces, reduce, n_components, random_state)
+    X, widths, Vr = _inputs(X0, spaces, reduce, n_components, random_state, views, view_index)
     timings["reduce"] = time.perf_counter() - t
     if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
         params["spaces"] = widths
-
     sweep = None
     if takes_k and k == "auto":
         t = time.perf_counter()
@@ -320,13 +367,11 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     t = time.perf_counter()
     truth = _true_labels(records)
     model, labels, runs_int, runs_ext = _fit_seeds(X, method, k, takes_k, seeds, random_state, params, progress,
-                                                   truth)
+                                                   truth, Vr)
     timings["cluster"] = time.perf_counter() - t
-
     t = time.perf_counter()
     coords = _map_coords(X0, coords, map, random_state, labels=labels, X=X)
     timings["map"] = time.perf_counter() - t
-
     centers = centers_of(X, labels, model)
     dist, conf = distances_and_confidence(X, labels, centers, model)
     metrics = _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, skipped, model, method_name)
@@ -335,6 +380,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     cfg.update({"reduce": reduce, "n_components": n_components, "map": map, "method": method_name,
                 "k": int(k) if takes_k else None, "k_requested": "auto" if sweep else cfg.get("k_requested", k),
                 "seeds": int(max(1, seeds)), "random_state": random_state, "method_params": params})
-    return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords,
-                            distances=dist, confidence=conf, centers=centers, metrics=metrics, config=cfg,
-                            timings=timings, sweep=sweep, hashes=list(hashes or []), model=model)
+    cfg.update({"views_used": bool(takes_views(model))} if Vr is not None else {})
+    return ClusteringResult(records=records, embeddings=X0, features=X, labels=labels, coords=coords, distances=dist,
+                            confidence=conf, centers=centers, metrics=metrics, config=cfg, timings=timings,
+                            sweep=sweep, hashes=list(hashes or []), model=model, columns=dict(columns or {}))

@@ -13,6 +13,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from .analyze import check_k, cluster_embeddings, validate_options
+from .augment import AUGMENT_MODES, augmented_set, embed_views, summarize, write_views
+from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
 from .pipeline.multi import embed_multi, encoder_names
 from .pipeline.sources import discover
@@ -29,7 +31,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                    cache_dir: str | os.PathLike | None = None, cache: bool = True,
                    out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
                    method_params: dict | None = None, progress: bool = False,
-                   engine: str = "local", ray_address: str | None = None) -> ClusteringResult:
+                   engine: str = "local", ray_address: str | None = None,
+                   augment: int = 0, augment_as: str = "both") -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
     Args:
@@ -58,12 +61,17 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         progress: Show progress bars.
         engine: Embed engine: ``local`` or ``ray`` (Ray Data actors).
         ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
+        augment: Embed this many augmented views of every image (random resized crop, flip,
+            colour jitter; deterministic per ``random_state``; see :mod:`imgclust.augment`).
+        augment_as: ``both`` (extra points, and views for SCAN/TEMI), ``points`` or ``views``.
 
     Returns:
         A :class:`ClusteringResult`.
     """
     t0 = time.perf_counter()
     validate_options(method, reduce, map)
+    if augment and augment_as not in AUGMENT_MODES:
+        raise ImgclustError(f"unknown --augment-as {augment_as!r}; valid: {', '.join(AUGMENT_MODES)}")
     records = discover(inputs, labels=labels)
     if isinstance(k, int):  # fail before embedding, not after
         check_k(method, k, len(records), method if isinstance(method, str) else type(method).__name__)
@@ -72,25 +80,46 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         lambda **kw: embed_images(records, encoder=encoder, **kw))
     emb = embed(device=device, runtime=runtime, batch_size=batch_size, cache_dir=cache_dir, cache=cache,
                 progress=progress, engine=engine, ray_address=ray_address)
-    result = cluster_embeddings(emb.embeddings, emb.records, reduce=reduce, n_components=n_components, map=map,
+    config = run_config(inputs, emb, labels=labels, batch_size=batch_size, cache_dir=cache_dir, k=k)
+    aug, points = _augment_points(emb, augment, augment_as, several=bool(several), random_state=random_state,
+                                  cache_dir=cache_dir, cache=cache, progress=progress, out=out, config=config)
+    result = cluster_embeddings(**points, reduce=reduce, n_components=n_components, map=map,
                                 spaces=getattr(emb, "spaces", None),
                                 method=method, k=k, seeds=seeds, random_state=random_state,
-                                method_params=method_params, progress=progress, hashes=emb.hashes,
-                                skipped=emb.skipped, config=run_config(inputs, emb, labels=labels,
-                                                                         batch_size=batch_size,
-                                                                         cache_dir=cache_dir, k=k))
+                                method_params=method_params, progress=progress, skipped=emb.skipped, config=config)
+    if aug is not None:
+        result.metrics["augment"] = summarize(result, aug, result.config.get("views_used", False))
     result.timings = {**emb.timings(), **result.timings,
                       "total": time.perf_counter() - t0}
     result.store = emb.store  # a large run references the store's shards instead of copying them
     if out is not None:
-        _write(result, out, plots, report)
+        _write(result, out, plots, report, aug)
     return result
 
 
-def _write(result: ClusteringResult, out, plots: bool, report: bool) -> None:
+def _augment_points(emb, augment: int, augment_as: str, *, several: bool, random_state: int, cache_dir, cache: bool,
+                    progress: bool, out, config: dict) -> tuple[Any, dict]:
+    """The rows to cluster: the embedded images, plus their augmented views with ``--augment N``."""
+    points = {"embeddings": emb.embeddings, "records": emb.records, "hashes": emb.hashes}
+    if not augment:
+        return None, points
+    if several:
+        raise ImgclustError("--augment works with one encoder at a time")
+    t = time.perf_counter()
+    views = embed_views(emb.records, emb.hashes, emb.encoder, int(augment), seed=random_state,
+                        cache_dir=cache_dir, cache=cache, batch_size=emb.batch_size, progress=progress)
+    aug = augmented_set(emb, views, augment_as, seed=random_state, out=out)
+    config.update(augment=int(augment), augment_as=augment_as, embed_views_s=time.perf_counter() - t)
+    return aug, {"embeddings": aug.embeddings, "records": aug.records, "hashes": aug.hashes, "views": aug.views,
+                 "view_index": aug.view_index, "columns": aug.columns}
+
+
+def _write(result: ClusteringResult, out, plots: bool, report: bool, aug=None) -> None:
     from .report import write_run
 
     t = time.perf_counter()
+    if aug is not None:
+        write_views(aug, out)  # before the report: its thumbnails are read from these files
     write_run(result, out, plots=plots, report=report)
     result.timings["write"] = time.perf_counter() - t
     write_run_json(out, result.config, result.timings, result.sweep)  # now with the write time
@@ -117,7 +146,8 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
                                 random_state=random_state, coords=coords, method_params=method_params,
                                 progress=progress, hashes=table.get("hash"), spaces=cfg.get("spaces"),
                                 skipped=run["metrics"].get("skipped", []),
-                                config={**cfg, "from_run": str(run_dir), "k_requested": k})
+                                config={**cfg, "from_run": str(run_dir), "k_requested": k},
+                                columns={c: table[c] for c in ("augmented", "source", "view") if c in table})
     if out is not None:
         _write(result, out, plots, report)
     return result

@@ -54,6 +54,7 @@ class ClusteringResult:
     hashes: list[str] = field(default_factory=list)
     model: Any = None
     store: Any = None  # the EmbeddingStore the vectors came from (large runs reference its shards)
+    columns: dict = field(default_factory=dict)  # extra per-row columns (augmented, source, view)
 
     @property
     def n_clusters(self) -> int:
@@ -88,6 +89,8 @@ class ClusteringResult:
             cols["caption"] = pa.array([r.caption for r in self.records], pa.string())
         if self.hashes:
             cols["hash"] = pa.array(self.hashes, pa.string())
+        for name, values in self.columns.items():
+            cols[name] = pa.array(list(values))
         return pa.table(cols)
 
     def to_pandas(self):

@@ -8,7 +8,7 @@ finetune, compare).
 
 from __future__ import annotations
 
-from . import curate, explore, language, pipeline, scale  # noqa: F401 - registers the commands
+from . import curate, experiments, explore, language, pipeline, scale  # noqa: F401 - registers the commands
 from ._common import app
 
 __all__ = ["app", "main"]

@@ -82,6 +82,15 @@ def print_summary(result, out: Path | None) -> None:
         if "external" in m and key in m["external"]:
             t.add_row(key, fmt(m["external"], key))
     con.print(t)
+    aug = m.get("augment")
+    if aug:
+        ext = aug.get("external_originals") or {}
+        con.print(f"{aug['n_views']} augmented view(s) per image, used as {aug['used_as']}"
+                  + ("" if aug.get("views_used_by_method") or aug["used_as"] == "points"
+                     else " (this method ignores views: only scan/temi use them)")
+                  + (f"; on the {aug['n_original']} originals: "
+                     + ", ".join(f"{key} {ext[key]:.4f}" for key in ("acc", "nmi", "ari") if key in ext)
+                     if ext else ""))
     if m.get("skipped"):
         con.print(f"[yellow]skipped {len(m['skipped'])} file(s):[/]")
         for s in m["skipped"][:10]:

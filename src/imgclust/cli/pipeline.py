@@ -51,6 +51,10 @@ def run(
     epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt,
+    augment: int = typer.Option(0, "--augment", help="Embed N augmented views per image (random resized crop, "
+                                                     "flip, colour jitter; deterministic per --seed)."),
+    augment_as: str = typer.Option("both", "--augment-as", help="both (extra points + views for scan/temi), "
+                                                                "points or views."),
     no_report: bool = typer.Option(False, "--no-report", help="Skip plots and report.html."),
     engine: str = typer.Option("local", "--engine", help="Embed engine: local, or ray (pip install 'imgclust[ray]')."),
     ray_address: Optional[str] = typer.Option(None, "--ray-address", help="Ray cluster to join (default: local Ray)."),
@@ -64,7 +68,7 @@ def run(
                             runtime=runtime, batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
                             method_params=head_params(epochs, batch_size, lr), progress=not quiet,
-                            engine=engine, ray_address=ray_address)
+                            engine=engine, ray_address=ray_address, augment=augment, augment_as=augment_as)
     print_summary(result, out)
 
 

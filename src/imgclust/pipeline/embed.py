@@ -10,16 +10,20 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
+from PIL import Image
 
 from ..encoders import Encoder, create_encoder
 from ..progress import progress_bar
 from .sources import DecodeError, ImageRecord, discover, file_hash, load_image
 from .store import EmbeddingStore
 
-__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "decode_workers"]
+__all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "decode_workers", "Transform"]
+
+# (decoded RGB image, its file's content hash) -> the image to encode (a corruption, an augmented view).
+Transform = Callable[[Image.Image, str], Image.Image]
 
 
 @dataclass
@@ -56,14 +60,19 @@ def _hash_one(rec: ImageRecord):
         return None, f"unreadable: {exc.strerror or exc}"
 
 
-def _decoder(encoder: Encoder):
-    """Decode at the size the encoder needs (JPEG draft), then its one resize, in a worker thread."""
-    size = getattr(encoder, "decode_size", None)
+def _decoder(encoder: Encoder, transform: Transform | None = None):
+    """Decode at the size the encoder needs (JPEG draft), then its one resize, in a worker thread.
+
+    A ``transform`` (corruption, augmented view) sees the full-size image, before the resize.
+    """
+    size = getattr(encoder, "decode_size", None) if transform is None else None
     prepare = getattr(encoder, "prepare", None)
 
-    def decode(rec: ImageRecord):
+    def decode(rec: ImageRecord, key: str | None = None):
         try:
             img = load_image(rec.path, min_size=size)
+            if transform is not None:
+                img = transform(img, key)
             return (prepare(img) if prepare is not None else img), None
         except DecodeError as exc:
             return None, exc.reason
@@ -135,19 +144,20 @@ class _Flusher:
 
 
 def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vectors: dict, batch_size: int,
-                    progress: bool) -> tuple[dict[str, str], int]:
+                    progress: bool, transform: Transform | None = None) -> tuple[dict[str, str], int]:
     """Decode and encode the ``todo`` records batch by batch; returns ``(bad hash -> reason, n encoded)``."""
     bad: dict[str, str] = {}
     n_encoded = 0
-    decode = _decoder(encoder)
+    decode = _decoder(encoder, transform)
     batches = [todo[s:s + batch_size] for s in range(0, len(todo), batch_size)]
     with progress_bar(len(todo), f"embedding ({encoder.name})", progress) as adv:
         # Decode the next batch in threads while the model runs on the current one.
-        nxt = pool.map(decode, [records[i] for i in batches[0]]) if batches else None
+        nxt = pool.map(decode, [records[i] for i in batches[0]], [hashes[i] for i in batches[0]]) if batches else None
         try:
             for b, batch in enumerate(batches):
                 decoded = list(nxt)
-                nxt = pool.map(decode, [records[i] for i in batches[b + 1]]) if b + 1 < len(batches) else None
+                nxt = (pool.map(decode, [records[i] for i in batches[b + 1]], [hashes[i] for i in batches[b + 1]])
+                       if b + 1 < len(batches) else None)
                 imgs, ok = [], []
                 for i, (img, err) in zip(batch, decoded):
                     if img is None:
@@ -171,7 +181,7 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
                   batch_size: int | None = None, flush_every: int = 512, workers: int | None = None,
                   progress: bool = True, engine: str = "local", ray_address: str | None = None,
-                  source=None) -> EmbedResult:
+                  source=None, transform: Transform | None = None) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
     Files that cannot be read or decoded are skipped and reported, never fatal. New vectors
@@ -189,6 +199,9 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
             :mod:`imgclust.pipeline._ray`); both write the same store parts.
         ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
         source: What Ray actors build the encoder from (name or spec; default the encoder itself).
+        transform: Applied to each decoded image before encoding, as ``transform(image, hash)``
+            (corruptions, augmented views). Give it a ``store`` of its own (:func:`open_store`'s
+            ``variant``): the store is keyed by the file's hash, not by the transformed pixels.
     """
     _check_engine(engine)
     t0 = time.perf_counter()
@@ -204,12 +217,17 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         elif engine == "ray":
             from ._ray import encode_missing_ray
 
+            if transform is not None:
+                from ..errors import ImgclustError
+
+                raise ImgclustError("the ray engine embeds files as they are; transformed images "
+                                    "(robustness, --augment) use the local engine")
             bad, n_encoded = encode_missing_ray(records, hashes, todo, encoder, _Flusher(store, flush_every),
                                                 vectors, batch_size, progress, source=source,
                                                 device=encoder.device, address=ray_address)
         else:
             bad, n_encoded = _encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
-                                             vectors, batch_size, progress)
+                                             vectors, batch_size, progress, transform)
         enc_seconds = time.perf_counter() - t_enc
 
     kept = []
@@ -237,13 +255,21 @@ def _check_engine(engine: str) -> None:
 
 
 def open_store(encoder: Encoder, cache_dir: str | os.PathLike | None = None,
-               dtype: str = "float32") -> EmbeddingStore:
+               variant: str | None = None, dtype: str = "float32") -> EmbeddingStore:
     """The embedding store of ``encoder``'s fingerprint under ``cache_dir`` (default cache root).
 
+    ``variant`` (e.g. ``gaussian_noise-0.18-seed0``) names a store of transformed images of its
+    own, ``<fingerprint>+<variant>``: the same file under another transform never shares a vector.
     ``dtype="float16"`` halves the size of the shards it writes (reads are float32 either way).
     """
-    return EmbeddingStore(cache_dir, encoder.fingerprint(), encoder.dim, dtype=dtype,
-                          spec={"name": encoder.name, "weights": encoder.spec.weights, "dim": encoder.dim})
+    fp = encoder.fingerprint() if not variant else f"{encoder.fingerprint()}+{_safe_variant(variant)}"
+    return EmbeddingStore(cache_dir, fp, encoder.dim, dtype=dtype,
+                          spec={"name": encoder.name, "weights": encoder.spec.weights, "dim": encoder.dim,
+                                "variant": variant})
+
+
+def _safe_variant(variant: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in variant)[:80]
 
 
 def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="efficientnet-lite0",

@@ -33,6 +33,7 @@ from ..limits import REPORT_MAX_POINTS
 from ..rundir import load_run
 from ..sampling import stratified_sample
 from .curation import curation_payload
+from .experiments import augment_payload, robustness_payload
 from .sections import (
     animation_payload,
     compare_payload,
@@ -147,6 +148,8 @@ def _remap(by_row: dict, rows: np.ndarray | None) -> dict:
         return by_row
     pos = {int(r): i for i, r in enumerate(rows)}
     return {str(pos[int(i)]): v for i, v in by_row.items() if int(i) in pos}
+def _flags(v):
+    return [bool(x) for x in v] if v is not None and any(v) else None
 
 
 def _optional(v):
@@ -190,7 +193,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "x": qx, "y": qy, "aspect": round(sy / sx, 6) if sx else 1.0,
         "distance": finite(dist), "confidence": finite(conf, 3),
         "label": _optional(cols.get("label")), "caption": _optional(cols.get("caption")),
-        "assigned": [bool(v) for v in assigned] if assigned is not None and any(assigned) else None,
+        "assigned": _flags(assigned),
         "thumb": tindex if len(set(tindex)) != len(tindex) else None,
         "k": k, "nn": nn_idx, "nn_sim": nn_sim,
         "clusters": _whole_sizes(_clusters(emb, labels, dist, cols.get("label"), names, metrics), sizes),
@@ -212,6 +215,10 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "training": training_payload(metrics),
         "probe": probe_payload(metrics),
         "compare": compare_payload(run_dir, cfg.get("encoder")),
+        "robustness": robustness_payload(run_dir),
+        "augment": augment_payload(metrics),
+        "augmented": _flags(cols.get("augmented")),
+        "source": _optional(cols.get("source")) if _flags(cols.get("augmented")) else None,
         # Curation refers to run rows; on a sampled page those are not the shown rows (not remapped yet).
         "curation": curation_payload(run_dir, n) if rows is None else None,
         "thumb_size": thumb_size,

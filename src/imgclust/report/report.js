@@ -86,6 +86,7 @@
     if (m.n_noise) parts.push(m.n_noise + " noise");
     if (D.skipped && D.skipped.length) parts.push(D.skipped.length + " skipped");
     if (D.assigned) parts.push(D.assigned.filter(Boolean).length + " assigned later");
+    if (D.augmented) parts.push(D.augmented.filter(Boolean).length + " augmented views");
     if (cfg.encoder) parts.push("encoder " + cfg.encoder);
     if (cfg.method) parts.push("method " + cfg.method + (cfg.k ? " (k=" + cfg.k + ")" : ""));
     if (cfg.reduce) parts.push("reduce " + cfg.reduce + (cfg.reduce !== "none" && cfg.n_components ? "-" + cfg.n_components : ""));
@@ -212,6 +213,12 @@
       for (var a = 0; a < N; a++) if (D.assigned[a]) { ctx.moveTo(sxOf(a) + r + 1.5, syOf(a)); ctx.arc(sxOf(a), syOf(a), r + 1.5, 0, TAU); }
       ctx.lineWidth = 1.2; ctx.strokeStyle = "#222"; ctx.stroke();
     }
+    if (D.augmented) {  // augmented views: a white centre, so originals stay solid
+      ctx.beginPath();
+      var ra = Math.max(1, r * 0.45);
+      for (var g = 0; g < N; g++) if (D.augmented[g]) { ctx.moveTo(sxOf(g) + ra, syOf(g)); ctx.arc(sxOf(g), syOf(g), ra, 0, TAU); }
+      ctx.fillStyle = "#fff"; ctx.fill();
+    }
     if (selected >= 0) {
       for (var j = 0; j < K; j++) ring(D.nn[selected * K + j], r + 3, "#ff2d7a", 2);
       ring(selected, r + 5, "#000", 3);
@@ -243,6 +250,7 @@
     if (tns) { var tl = el("div", { "class": "tip-names" }); tl.appendChild(tns); tipText.appendChild(tl); }
     if (D.label && D.label[i] !== null) tipText.appendChild(el("div", null, "label: " + D.label[i]));
     if (D.caption && D.caption[i]) tipText.appendChild(el("div", null, String(D.caption[i]).slice(0, 160)));
+    if (D.augmented && D.augmented[i]) tipText.appendChild(el("div", null, "augmented view of " + basename(D.source[i])));
     tip.setAttribute("data-i", i);
     tip.hidden = false;
     var tw = tip.offsetWidth, th = tip.offsetHeight;
@@ -328,7 +336,7 @@
   // ---------------------------------------------------------------- galleries
   var PROTOS = 8, OUTLIERS = 6, CHUNK = 60;
   function thumbButton(i) {
-    var b = el("button", { type: "button", "class": "th" + (D.assigned && D.assigned[i] ? " assigned" : ""),
+    var b = el("button", { type: "button", "class": "th" + (D.assigned && D.assigned[i] ? " assigned" : "") + (D.augmented && D.augmented[i] ? " augmented" : ""),
       "data-i": i, title: D.paths[i] });
     b.appendChild(el("img", { alt: "", src: thumbURL(i), decoding: "async", width: 76, height: 76 }));
     b.appendChild(el("span", { "class": "cap" }, basename(D.paths[i])));
@@ -446,6 +454,7 @@
     if (D.distance[i] !== null) bits.push("distance to centre " + fmt(D.distance[i], 3));
     if (D.confidence[i] !== null) bits.push("confidence " + fmt(D.confidence[i], 2));
     if (D.assigned && D.assigned[i]) bits.push("assigned after clustering");
+    if (D.augmented && D.augmented[i]) bits.push("augmented view of " + basename(D.source[i]));
     meta.appendChild(document.createTextNode(" " + bits.join(" · ")));
     q.appendChild(meta);
     if (D.caption && D.caption[i]) q.appendChild(el("p", null, D.caption[i]));
@@ -800,6 +809,39 @@
       }
     });
   }
+  function renderExperiments() {
+    var au = D.augment, rb = D.robustness;
+    if (!au && !rb) return;
+    $("experiments-section").hidden = false;
+    $("toc-experiments").hidden = false;
+    if (au) {
+      var box = $("augment-info");
+      box.appendChild(el("h3", null, "Augmented views"));
+      box.appendChild(el("p", null, au.n_views + " augmented view(s) per image (random resized crop, flip, colour jitter; seed " +
+        au.seed + "), used as " + au.used_as + ". Augmented points are drawn with a white centre on the map and a dashed frame in the galleries."));
+      var ext = au.external_originals;
+      if (ext) box.appendChild(el("p", null, "scores on the " + au.n_original + " original images: " +
+        Object.keys(ext).filter(function (k) { return !/_std$/.test(k); }).map(function (k) { return k + " " + fmt(ext[k]); }).join(", ")));
+    }
+    if (rb) {
+      var rbox = $("robustness"), cfg = rb.config || {};
+      rbox.appendChild(el("h3", null, "Robustness to corruptions"));
+      rbox.appendChild(el("p", { "class": "muted" }, "Each image re-embedded under the corruption (severity 0 = clean) and reclustered with this run's settings (" +
+        (cfg.method || "") + ", k=" + cfg.k + "); see plots/robustness.png and robustness.csv."));
+      var t = el("table"), head = el("tr");
+      ["corruption", "severity", "parameter"].concat(rb.keys.map(function (k) { return rb.labels[k]; })).forEach(function (h) { head.appendChild(el("th", null, h)); });
+      var th = el("thead"); th.appendChild(head); t.appendChild(th);
+      var tb = el("tbody");
+      rb.rows.forEach(function (r) {
+        var tr = el("tr");
+        [r.corruption, String(r.severity), r.param === null ? "" : fmt(r.param)].concat(rb.keys.map(function (k) { return r[k] === null ? "-" : fmt(r[k]); }))
+          .forEach(function (v) { tr.appendChild(el("td", null, v)); });
+        tb.appendChild(tr);
+      });
+      t.appendChild(tb);
+      var wrap = el("div", { "class": "table-scroll" }); wrap.appendChild(t); rbox.appendChild(wrap);
+    }
+  }
   function renderRun() {
     var sk = $("skipped");
     if (D.skipped && D.skipped.length) {
@@ -816,7 +858,8 @@
 
   // ---------------------------------------------------------------- start
   resize(); fit(); buildGroups(); renderLegend(); draw();
-  buildGalleries(); renderScores(); renderNaming(); renderTraining(); renderCompare(); renderCuration(); renderFigures(); renderRun();
+  buildGalleries(); renderScores(); renderNaming(); renderTraining(); renderCompare(); renderCuration(); renderExperiments();
+  renderFigures(); renderRun();
 
   // A small API for tests and benchmarks (also handy from the devtools console).
   var api = {
