@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from imgclust.cluster import HDBSCAN, Agglomerative, KMeans, KMedoids, Spectral
+from imgclust.cluster import HDBSCAN, SCAN, TEMI, Agglomerative, KMeans, KMedoids, Spectral
 from imgclust.reduce import Reducer
 
 # These checks set n_clusters=1. A one-cluster "clustering" carries no information, so every
@@ -25,6 +25,9 @@ _ONE_CLUSTER = {
 ESTIMATORS = [
     KMeans(n_clusters=3, n_init=2), KMedoids(n_clusters=3), HDBSCAN(), Agglomerative(n_clusters=3),
     Spectral(n_clusters=3),
+    # The heads, tiny: the checks are about the API contract, not about training quality.
+    SCAN(n_clusters=3, n_neighbors=3, n_heads=2, epochs=2, min_steps=0, self_label_epochs=1, batch_size=32),
+    TEMI(n_clusters=3, n_neighbors=3, n_heads=2, epochs=2, min_steps=0, batch_size=32),
     # UMAP and t-SNE are left out: t-SNE cannot transform new points (the checks need it) and
     # UMAP's numba compilation would cost ~15 s per check; both share this estimator's code path.
     Reducer("pca", n_components=2), Reducer("none"),

@@ -105,4 +105,8 @@ class Reducer(TransformerMixin, BaseEstimator):
             return X.copy()
         if self.method_ == "tsne":
             raise ImgclustError("t-SNE cannot place new points; use umap or pca for the map")
+        if self.method_ == "pca":
+            # In float64 so a row's coordinates do not depend on the batch it came in (float32
+            # GEMM blocking differs with the batch size by ~1e-7, which breaks subset invariance).
+            X = X.astype(np.float64)
         return np.asarray(self.model_.transform(X), np.float32)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClusterMixin
-from sklearn.utils.validation import check_is_fitted, validate_data
 
 from ..errors import InputError
 from ..limits import HDBSCAN_FIT_ROWS, KMEANS_FULL_ROWS, KMEANS_MAX_POINTS_PER_CENTROID, check_size
 from ._scale import assign_batches, radius_assign, sample_rows, train_kmeans_large
+from ._validation import validated
 
 __all__ = ["KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral"]
 
@@ -28,13 +28,12 @@ def _check_k(X: np.ndarray, k: int | None) -> int:
 
 def _fit_input(est, X, dtype=np.float32) -> np.ndarray:
     """Validated, C-contiguous training data; records ``n_features_in_`` (scikit-learn contract)."""
-    return np.ascontiguousarray(validate_data(est, X, dtype=dtype))
+    return validated(est, X, dtype=dtype)
 
 
 def _predict_input(est, X) -> np.ndarray:
     """Validated data for ``predict``: fitted, same number of features as in ``fit``."""
-    check_is_fitted(est)
-    return np.ascontiguousarray(validate_data(est, X, dtype=np.float32, reset=False))
+    return validated(est, X, reset=False)
 
 
 def _nearest(X: np.ndarray, centers: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

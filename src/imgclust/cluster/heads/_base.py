@@ -6,7 +6,8 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, ClusterMixin
 
-from ...errors import ImgclustError
+from ...errors import InputError
+from .._validation import validated
 from ._inputs import InputScaler, as_features, as_views, check_k, resolve_torch_device
 from ._modules import head_outputs, softmax
 
@@ -25,10 +26,12 @@ class HeadClusterer(ClusterMixin, BaseEstimator):
 
     # ---- helpers for subclasses
     def _prepare(self, X, views=None):
-        Xn = as_features(X)
-        k = check_k(len(Xn), self.n_clusters)
+        # scikit-learn's own validation first: 2-D, finite, dense, real, non-empty; n_features_in_.
+        Xn = as_features(validated(self, X))
         if len(Xn) < 3:
-            raise ImgclustError(f"{type(self).__name__} needs at least 3 images (got {len(Xn)})")
+            raise InputError(f"{type(self).__name__} needs at least 3 images (got {len(Xn)} "
+                             f"sample{'s' if len(Xn) != 1 else ''})")
+        k = check_k(len(Xn), self.n_clusters)
         Vn = as_views(views, len(Xn), Xn.shape[1])
         self.scaler_ = InputScaler().fit(Xn)
         Xt = torch.from_numpy(self.scaler_.transform(Xn))
@@ -40,13 +43,7 @@ class HeadClusterer(ClusterMixin, BaseEstimator):
         return Xn, Xt, Vt, k
 
     def _transform(self, X) -> torch.Tensor:
-        if not hasattr(self, "_model"):
-            from sklearn.exceptions import NotFittedError
-
-            raise NotFittedError(f"{type(self).__name__} is not fitted yet; call fit first")
-        Xn = as_features(X)
-        if Xn.shape[1] != self.n_features_in_:
-            raise ImgclustError(f"X has {Xn.shape[1]} dimensions; the model was fitted on {self.n_features_in_}")
+        Xn = as_features(validated(self, X, reset=False))
         return torch.from_numpy(self.scaler_.transform(Xn))
 
     def _proba_from(self, Xt: torch.Tensor) -> np.ndarray:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ...errors import ImgclustError
+from ...errors import InputError
 
 __all__ = ["as_features", "as_views", "check_k", "resolve_torch_device", "InputScaler"]
 
@@ -20,11 +20,11 @@ def as_features(X, name: str = "X") -> np.ndarray:
     """Validate a 2-D float array and L2-normalise its rows (float32, C-contiguous)."""
     X = np.asarray(X, dtype=np.float32)
     if X.ndim != 2:
-        raise ImgclustError(f"{name} must be a 2-D array (images x dimensions), got shape {X.shape}")
+        raise InputError(f"{name} must be a 2-D array (images x dimensions), got shape {X.shape}")
     if len(X) == 0:
-        raise ImgclustError(f"{name} is empty")
+        raise InputError(f"{name} is empty")
     if not np.isfinite(X).all():
-        raise ImgclustError(f"{name} contains NaN or infinite values")
+        raise InputError(f"{name} contains NaN or infinite values")
     return np.ascontiguousarray(X / np.maximum(np.linalg.norm(X, axis=1, keepdims=True), 1e-12))
 
 
@@ -36,7 +36,7 @@ def as_views(views, n: int, dim: int) -> np.ndarray | None:
     if V.ndim == 2:
         V = V[:, None, :]
     if V.ndim != 3 or V.shape[0] != n or V.shape[2] != dim:
-        raise ImgclustError(f"views must have shape (N={n}, V, D={dim}); got {V.shape}")
+        raise InputError(f"views must have shape (N={n}, V, D={dim}); got {V.shape}")
     if V.shape[1] == 0:
         return None
     flat = as_features(V.reshape(-1, dim), "views")
@@ -46,12 +46,12 @@ def as_views(views, n: int, dim: int) -> np.ndarray | None:
 def check_k(n: int, k) -> int:
     """The number of clusters as an int, with the same errors as the classic clusterers."""
     if k is None:
-        raise ImgclustError("this method needs a number of clusters: pass --k N or --k auto")
+        raise InputError("this method needs a number of clusters: pass --k N or --k auto")
     k = int(k)
     if k < 2:
-        raise ImgclustError(f"k must be at least 2 (got {k})")
+        raise InputError(f"k must be at least 2 (got {k})")
     if k > n:
-        raise ImgclustError(f"k={k} is larger than the number of images ({n})")
+        raise InputError(f"k={k} is larger than the number of images ({n})")
     return k
 
 
