@@ -121,7 +121,10 @@ def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: 
     print(f"== {name}: embedding with {', '.join(encoders)}", flush=True)
     spaces, y = load_spaces(folder, per_class, encoders)
     out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders, "results": {}}
-    for label, use in (("lite0", spaces[:1]), ("multi", spaces)):
+    # Each encoder alone (Lite0 vs Lite1 vs Lite2), then all of them together.
+    choices = [(e.removeprefix("efficientnet-"), [sp]) for e, sp in zip(encoders, spaces)]
+    choices += [("multi", spaces)] if len(spaces) > 1 else []
+    for label, use in choices:
         for m in methods:
             print(f"  {label}", flush=True)
             out["results"][f"{m}@{label}"] = run_method(m, use, y, seeds)
@@ -142,8 +145,8 @@ def to_markdown(res: dict) -> str:
             m, sp = key.split("@")
             lines.append(f"| {m} | {sp} | {r['acc']:.3f} ± {r['acc_std']:.3f} | {r['nmi']:.3f} ± {r['nmi_std']:.3f} "
                          f"| {r['ari']:.3f} ± {r['ari_std']:.3f} | {r['seconds_per_seed']:.1f} |")
-        lines += [f"| linear probe (supervised) | lite0 | {s['probe@lite0']:.3f} | | | |",
-                  f"| linear probe (supervised) | multi | {s['probe@multi']:.3f} | | | |", ""]
+        lines += [f"| linear probe (supervised) | {key.split('@')[1]} | {v:.3f} | | | |"
+                  for key, v in s.items() if key.startswith("probe@")] + [""]
         sel = s["selection"]
         lines += [f"Label-free pick (best silhouette in Lite0's UMAP map): **{sel['picked']}** "
                   f"(ACC {sel['picked_acc']:.3f}); best by ACC: {sel['best_by_acc']} ({sel['best_acc']:.3f}).", ""]
