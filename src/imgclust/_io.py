@@ -67,3 +67,21 @@ def jsonable(obj: Any) -> Any:
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented JSON (through :func:`jsonable`), atomically."""
     atomic_write_text(path, json.dumps(jsonable(obj), indent=2))
+
+
+def atomic_write_table(path: str | os.PathLike, table, csv: bool = False) -> None:
+    """Write a pyarrow ``table`` to ``path`` (Parquet) atomically; with ``csv`` also ``path`` as ``.csv``."""
+    import io
+
+    import pyarrow.parquet as pq
+
+    path = Path(path)
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    atomic_write_bytes(path, buf.getvalue())
+    if csv:
+        import pyarrow.csv as pacsv
+
+        buf = io.BytesIO()
+        pacsv.write_csv(table, buf)
+        atomic_write_bytes(path.with_suffix(".csv"), buf.getvalue())

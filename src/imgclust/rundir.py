@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ._io import atomic_write_bytes, atomic_write_json
+from ._io import atomic_write_bytes, atomic_write_json, atomic_write_table
 from .errors import ImgclustError
 from .limits import RUN_REF_ROWS
 from .pipeline.sources import ImageRecord
@@ -125,16 +125,7 @@ def _npy(arr) -> bytes:
 
 def write_table(out: str | os.PathLike, table) -> None:
     """Write ``clusters.parquet`` and ``clusters.csv`` from one pyarrow table, atomically."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
-    out = Path(out)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(out / "clusters.parquet", buf.getvalue())
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf)
-    atomic_write_bytes(out / "clusters.csv", buf.getvalue())
+    atomic_write_table(Path(out) / "clusters.parquet", table, csv=True)
 
 
 def write_embeddings(out: str | os.PathLike, embeddings: np.ndarray, hashes: list[str] | None = None,

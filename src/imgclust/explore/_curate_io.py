@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
 
-from .._io import atomic_write_bytes, atomic_write_json, atomic_write_text
+from .._io import atomic_write_json, atomic_write_table, atomic_write_text
 
 __all__ = ["row_hashes", "write_duplicates", "write_outliers", "DUPLICATES_FILE", "OUTLIERS_FILE"]
 
@@ -33,11 +32,7 @@ def row_hashes(cols: dict) -> list[str | None]:
 
 
 def _parquet(path: Path, table) -> None:
-    import pyarrow.parquet as pq
-
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_table(path, table)
 
 
 def _common_columns(cols: dict, rows) -> dict:

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from .._io import atomic_write_bytes, atomic_write_json
+from .._io import atomic_write_json, atomic_write_table
 
 __all__ = ["write_robustness"]
 
 
 def write_robustness(result, out, plots: bool = True, report: bool = True) -> Path:
     """``out/`` = the clean run, ``robustness.parquet``/``.csv``/``.json``, ``plots/robustness.png``, report."""
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     from ..report import build_report, write_run
     from ..report.experiments import robustness_figure
@@ -23,12 +20,7 @@ def write_robustness(result, out, plots: bool = True, report: bool = True) -> Pa
     clean = result.clean
     write_run(clean, out, plots=plots, report=False)
     table = result.table()
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(out / "robustness.parquet", buf.getvalue())
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf)
-    atomic_write_bytes(out / "robustness.csv", buf.getvalue())
+    atomic_write_table(out / "robustness.parquet", table, csv=True)
     atomic_write_json(out / "robustness.json", {"config": result.config, "rows": result.rows,
                                                 "timings": result.timings})
     if plots:

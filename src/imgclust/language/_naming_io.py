@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 import math
 from pathlib import Path
@@ -14,22 +13,15 @@ __all__ = ["save_names"]
 
 def _write_names(run_dir: Path, table, labels: np.ndarray, best: dict[int, str]) -> None:
     import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
-    from .._io import atomic_write_bytes
+    from .._io import atomic_write_table
 
     col = pa.array([best.get(int(c)) for c in labels], pa.string())
     if "cluster_name" in table.column_names:
         table = table.set_column(table.column_names.index("cluster_name"), "cluster_name", col)
     else:
         table = table.append_column("cluster_name", col)
-    buf = io.BytesIO()
-    pq.write_table(table, buf)
-    atomic_write_bytes(run_dir / "clusters.parquet", buf.getvalue())
-    buf = io.BytesIO()
-    pacsv.write_csv(table, buf)
-    atomic_write_bytes(run_dir / "clusters.csv", buf.getvalue())
+    atomic_write_table(run_dir / "clusters.parquet", table, csv=True)
 
 
 def _redraw_plots(run_dir: Path, run: dict, table, labels: np.ndarray, best: dict[int, str]) -> None:
