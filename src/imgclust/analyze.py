@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ._rows import is_lazy
 from .cluster import make_clusterer, needs_k, sweep_k
 from .cluster._scale import assign_batches
 from .cluster.registry import takes_param
@@ -341,7 +342,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     """
     t0 = time.perf_counter()
     validate_options(method, reduce or "none", map)
-    X0 = np.asarray(embeddings, np.float32)  # a float32 memory map stays one (no copy)
+    # A float32 memory map stays one, and the store's lazy multi-shard view stays lazy (no copy).
+    X0 = embeddings if is_lazy(embeddings) else np.asarray(embeddings, np.float32)
     n = len(X0)
     if n == 0:
         raise ImgclustError("no images could be embedded (all were skipped)")

@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from ._io import atomic_write_bytes, atomic_write_json, atomic_write_table
+from ._rows import ShardRows
 from .errors import ImgclustError
 from .limits import RUN_REF_ROWS
 from .pipeline.sources import ImageRecord
@@ -173,6 +174,9 @@ def _read_ref(run_dir: Path) -> tuple[np.ndarray | None, str | None]:
     if len(maps) == 1 and len(rows) and (np.diff(rows[:, 1]) == 1).all():
         start = int(rows[0, 1])
         return maps[0][start:start + len(rows)], None  # zero copy: a view of the memory map
+    if len(rows) >= RUN_REF_ROWS:  # many shards: a lazy view over them, rows gathered when indexed
+        starts = np.cumsum([0] + [len(m) for m in maps], dtype=np.int64)
+        return ShardRows(maps, starts, starts[rows[:, 0]] + rows[:, 1]), None
     out = np.empty((len(rows), int(ref["dim"])), np.float32)
     for s, arr in enumerate(maps):
         sel = np.flatnonzero(rows[:, 0] == s)

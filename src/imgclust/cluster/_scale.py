@@ -28,9 +28,11 @@ def sample_rows(X, m: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.ascontiguousarray(X[idx], np.float32)  # sorted: sequential reads on a memory map
 
 
-def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int = ASSIGN_BATCH) -> tuple[np.ndarray, np.ndarray]:
+def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Nearest ``k`` centres of every row, streamed: ``(labels (N, k) int64, squared distances (N, k) float32)``."""
     import faiss
+
+    batch = batch or ASSIGN_BATCH
 
     centers = np.ascontiguousarray(centers, np.float32)
     k = max(1, min(k, len(centers)))

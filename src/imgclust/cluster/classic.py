@@ -95,10 +95,11 @@ class KMeans(ClusterMixin, BaseEstimator):
         import faiss
         from sklearn.cluster import kmeans_plusplus
 
-        X = _fit_input(self, X)
+        X = validated(self, X, lazy_ok=True)  # the store's multi-shard view stays lazy (read in batches)
         k = _check_k(X, self.n_clusters)
         if len(X) > KMEANS_FULL_ROWS:
             return self._fit_large(X, k)
+        X = np.asarray(X)
         best = None
         for r in range(max(1, int(self.n_init))):
             seed = int(self.random_state) * 1000 + r

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .._io import tmp_name
+from .._rows import take_rows  # noqa: F401  (re-exported: the store gathers rows with it)
 
 __all__ = ["read_part", "write_part", "read_shard", "write_shard", "shard_files", "part_files", "take_rows"]
 
@@ -101,19 +102,3 @@ def write_shard(folder: Path, hashes: list[str], vectors: np.ndarray, dtype: str
     pq.write_table(pa.table({"hash": pa.array(list(hashes), pa.string())}), tmp)
     _fsync_rename(tmp, hpath)
     return npy
-
-
-def take_rows(blocks: list[np.ndarray], starts: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows (global numbering over the concatenated ``blocks``) as one float32 array, in the given order."""
-    rows = np.asarray(rows, np.int64)
-    dim = blocks[0].shape[1] if blocks else 0
-    out = np.empty((len(rows), dim), np.float32)
-    if not len(rows):
-        return out
-    which = np.searchsorted(starts, rows, side="right") - 1
-    for b in np.unique(which):
-        sel = np.flatnonzero(which == b)
-        local = rows[sel] - starts[b]
-        order = np.argsort(local, kind="stable")  # sorted reads are sequential on a memory map
-        out[sel[order]] = blocks[b][local[order]]
-    return out

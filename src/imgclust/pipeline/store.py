@@ -20,8 +20,9 @@ from pathlib import Path
 import numpy as np
 
 from .._io import atomic_write_text, default_cache_dir
+from .._rows import ShardRows
 from ..errors import InputError
-from ..limits import SHARD_MIN_ROWS
+from ..limits import RUN_REF_ROWS, SHARD_MIN_ROWS
 from ._shards import part_files, read_part, read_shard, shard_files, take_rows, write_part, write_shard
 
 __all__ = ["EmbeddingStore", "default_cache_dir"]
@@ -102,10 +103,16 @@ class EmbeddingStore:
         return list(self._index)
 
     def vectors(self) -> np.ndarray:
-        """All distinct vectors in store order: the memory map itself when the store is one shard."""
+        """All distinct vectors in store order: the memory map itself when the store is one shard.
+
+        From :data:`~imgclust.limits.RUN_REF_ROWS` rows held in several shards, a lazy
+        :class:`~imgclust._rows.ShardRows` over them (rows are gathered when indexed), not a copy.
+        """
         rows = np.fromiter(self._index.values(), np.int64, len(self._index))
         if len(self._blocks) == 1 and len(rows) == len(self._blocks[0]):
             return self._blocks[0]
+        if len(rows) >= RUN_REF_ROWS and all(n is not None for n in self._names):
+            return ShardRows(self._blocks, self._starts, rows)  # many shards: a lazy view, not a copy
         return take_rows(self._blocks, self._starts, rows) if len(rows) else np.zeros((0, self.dim), np.float32)
 
     def locate(self, hashes: list[str]) -> tuple[list[str], np.ndarray] | None:
