@@ -91,3 +91,31 @@ def test_small_store_still_returns_an_array(tmp_path):
     V = st.vectors()
     assert isinstance(V, np.ndarray)
     np.testing.assert_array_equal(V, X)
+
+
+@pytest.mark.parametrize("head", ["scan", "temi"])
+def test_heads_train_in_minibatches_over_the_shards(sharded, monkeypatch, head):
+    """SCAN/TEMI never materialise the input: every read is one batch, and results equal the in-memory fit."""
+    from imgclust import knn as knn_mod
+    from imgclust.cluster import _validation
+    from imgclust.cluster.heads import _source
+    from imgclust.cluster.heads.scan import SCAN
+    from imgclust.cluster.heads.temi import TEMI
+
+    st, X = sharded
+    for mod, name in ((_source, "READ_BATCH"), (knn_mod, "ASSIGN_BATCH"), (_validation, "ASSIGN_BATCH")):
+        monkeypatch.setattr(mod, name, 128)
+    V = st.vectors()
+    lazy = NoFullCopy(V.blocks, V.starts, V.rows)
+    make = {"scan": lambda: SCAN(n_clusters=6, n_heads=2, epochs=3, min_steps=0, batch_size=128,
+                                 self_label_epochs=2, self_label_batch_size=100, threshold=0.5, random_state=3),
+            "temi": lambda: TEMI(n_clusters=6, n_heads=2, epochs=3, min_steps=0, batch_size=128, random_state=3)}[head]
+    NoFullCopy.largest = 0
+    got = make().fit(lazy)
+    assert 0 < NoFullCopy.largest <= 128  # batches only (a full read would be 3000 rows, or raise)
+    ref = make().fit(X)
+    np.testing.assert_array_equal(got.neighbors_, ref.neighbors_)
+    np.testing.assert_array_equal(got.probabilities_, ref.probabilities_)
+    np.testing.assert_array_equal(got.loss_history_, ref.loss_history_)
+    np.testing.assert_array_equal(got.predict_proba(lazy), ref.probabilities_)
+    assert len(np.unique(got.labels_)) > 1

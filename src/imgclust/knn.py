@@ -14,11 +14,17 @@ from .limits import ASSIGN_BATCH, KNN_EXACT_ROWS
 __all__ = ["knn", "knn_query", "build_index"]
 
 
-def build_index(X: np.ndarray, exact: bool | None = None, nprobe: int = 16, random_state: int = 0):
-    """A faiss inner-product index over ``X`` (rows assumed normalised): flat when small or ``exact``, else IVF."""
+def build_index(X: np.ndarray, exact: bool | None = None, nprobe: int = 16, random_state: int = 0,
+                normalize: bool = False):
+    """A faiss inner-product index over ``X``: flat when small or ``exact``, else IVF.
+
+    Rows are assumed normalised, or normalised here batch by batch with ``normalize``. ``X`` may
+    be a memory map or the store's lazy view: it is read :data:`~imgclust.limits.ASSIGN_BATCH`
+    rows at a time, never copied whole.
+    """
     import faiss
 
-    X = np.ascontiguousarray(X, dtype=np.float32)
+    prep = _normalize if normalize else _as_f32
     n, d = X.shape
     if exact or (exact is None and n <= KNN_EXACT_ROWS):
         index = faiss.IndexFlatIP(d)
@@ -26,23 +32,28 @@ def build_index(X: np.ndarray, exact: bool | None = None, nprobe: int = 16, rand
         nlist = max(1, min(int(4 * np.sqrt(n)), n // 39))  # faiss wants >= 39 training rows per list
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         rows = np.random.default_rng(random_state).choice(n, min(n, 64 * nlist), replace=False)
-        index.train(X[np.sort(rows)])
+        index.train(prep(X[np.sort(rows)]))
         index.nprobe = nprobe
     for s in range(0, n, ASSIGN_BATCH):
-        index.add(X[s:s + ASSIGN_BATCH])
+        index.add(prep(X[s:s + ASSIGN_BATCH]))
     return index
 
 
 def _index(X: np.ndarray):
-    return build_index(X)
+    return build_index(X, normalize=True)
 
 
 def _search(index, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Queries (normalised batch by batch, so ``Q`` may be a memory map) against ``index``."""
     sims = np.empty((len(Q), k), np.float32)
     idx = np.empty((len(Q), k), np.int64)
     for s in range(0, len(Q), ASSIGN_BATCH):
-        sims[s:s + ASSIGN_BATCH], idx[s:s + ASSIGN_BATCH] = index.search(Q[s:s + ASSIGN_BATCH], k)
+        sims[s:s + ASSIGN_BATCH], idx[s:s + ASSIGN_BATCH] = index.search(_normalize(Q[s:s + ASSIGN_BATCH]), k)
     return sims, idx
+
+
+def _as_f32(X: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(X, dtype=np.float32)
 
 
 def _normalize(X: np.ndarray) -> np.ndarray:
@@ -54,17 +65,16 @@ def knn(X: np.ndarray, k: int, *, include_self: bool = False) -> tuple[np.ndarra
     """The ``k`` most cosine-similar rows of ``X`` for every row of ``X``.
 
     Args:
-        X: (N, D) embeddings (normalised here).
+        X: (N, D) embeddings (normalised here, batch by batch: a memory map is never copied whole).
         k: Neighbours per row (clipped to N - 1 without self).
         include_self: Keep each row as its own first neighbour.
 
     Returns:
         ``(indices, similarities)``, both (N, k), most similar first.
     """
-    Xn = _normalize(X)
-    n = len(Xn)
+    n = len(X)
     k = max(1, min(k, n if include_self else n - 1))
-    sims, idx = _search(_index(Xn), Xn, k + (0 if include_self else 1))
+    sims, idx = _search(_index(X), X, k + (0 if include_self else 1))  # both read X batch by batch
     if include_self:
         return idx, sims
     # Drop each row's self-match; with duplicates self may not come first, so remove it by id.
@@ -78,7 +88,6 @@ def knn(X: np.ndarray, k: int, *, include_self: bool = False) -> tuple[np.ndarra
 
 def knn_query(X: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """The ``k`` rows of ``X`` most cosine-similar to each query: ``(indices, similarities)``."""
-    Xn = _normalize(X)
-    k = max(1, min(k, len(Xn)))
-    sims, idx = _search(_index(Xn), _normalize(np.atleast_2d(queries)), k)
+    k = max(1, min(k, len(X)))
+    sims, idx = _search(_index(X), np.atleast_2d(queries), k)
     return idx, sims

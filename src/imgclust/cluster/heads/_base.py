@@ -8,8 +8,9 @@ from sklearn.base import BaseEstimator, ClusterMixin
 
 from ...errors import InputError
 from .._validation import validated
-from ._inputs import InputScaler, as_features, as_views, check_k, resolve_torch_device
+from ._inputs import as_views, check_k, resolve_torch_device
 from ._modules import head_outputs, softmax
+from ._source import ScaledRows, fit_scaler
 
 __all__ = ["HeadClusterer"]
 
@@ -27,14 +28,15 @@ class HeadClusterer(ClusterMixin, BaseEstimator):
     # ---- helpers for subclasses
     def _prepare(self, X, views=None):
         # scikit-learn's own validation first: 2-D, finite, dense, real, non-empty; n_features_in_.
-        Xn = as_features(validated(self, X))
+        # Rows stay where they are (an array, a memory map, the store's lazy view): read per batch.
+        Xn = validated(self, X, lazy_ok=True)
         if len(Xn) < 3:
             raise InputError(f"{type(self).__name__} needs at least 3 images (got {len(Xn)} "
                              f"sample{'s' if len(Xn) != 1 else ''})")
         k = check_k(len(Xn), self.n_clusters)
         Vn = as_views(views, len(Xn), Xn.shape[1])
-        self.scaler_ = InputScaler().fit(Xn)
-        Xt = torch.from_numpy(self.scaler_.transform(Xn))
+        self.scaler_ = fit_scaler(Xn)
+        Xt = ScaledRows(Xn, self.scaler_)
         Vt = None
         if Vn is not None:
             Vt = torch.from_numpy(self.scaler_.transform(Vn.reshape(-1, Vn.shape[2])).reshape(Vn.shape))
@@ -42,11 +44,10 @@ class HeadClusterer(ClusterMixin, BaseEstimator):
         self.device_ = resolve_torch_device(self.device)
         return Xn, Xt, Vt, k
 
-    def _transform(self, X) -> torch.Tensor:
-        Xn = as_features(validated(self, X, reset=False))
-        return torch.from_numpy(self.scaler_.transform(Xn))
+    def _transform(self, X) -> ScaledRows:
+        return ScaledRows(validated(self, X, reset=False, lazy_ok=True), self.scaler_)
 
-    def _proba_from(self, Xt: torch.Tensor) -> np.ndarray:
+    def _proba_from(self, Xt: ScaledRows) -> np.ndarray:
         """Soft assignments of scaled inputs: softmax of every kept head, aligned, averaged."""
         model, perms, temp = self._model, self._head_perms, self._temperature
         k = model.n_clusters

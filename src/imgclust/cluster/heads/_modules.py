@@ -113,15 +113,19 @@ class MultiHead(nn.Module):
 
 
 @torch.no_grad()
-def head_outputs(module: MultiHead, X: torch.Tensor, device: str, fn, batch_size: int = 4096):
-    """Apply ``module`` to ``X`` in batches and ``fn`` to each (H, B, K) logit block.
+def head_outputs(module: MultiHead, X, device: str, fn, batch_size: int = 4096):
+    """Apply ``module`` to ``X`` (a tensor, or rows read on demand) in batches; ``fn`` on each (H, B, K) block.
 
-    Returns the list of ``fn`` results; keeps memory at one batch of logits.
+    Returns the list of ``fn`` results; keeps memory at one batch of inputs and logits.
     """
+    from . import _source
+
     module.eval()
     out = []
+    batch_size = max(1, min(int(batch_size), _source.READ_BATCH))
     for i in range(0, len(X), batch_size):
-        out.append(fn(module(X[i:i + batch_size].to(device))))
+        x = X[i:i + batch_size]
+        out.append(fn(module((x if isinstance(x, torch.Tensor) else torch.from_numpy(x)).to(device))))
     return out
 
 

@@ -59,7 +59,7 @@ class Augmenter:
     """Embedding-space augmentation standing in for the papers' image augmentations.
 
     Args:
-        X: (N, D) scaled inputs (CPU tensor).
+        X: (N, D) scaled inputs: a CPU tensor, or :class:`~._source.ScaledRows` read batch by batch.
         views: Optional (N, V, D) scaled extra views. When given, each draw picks one of the
             ``V + 1`` embeddings of the image (the original or a view) at random: real
             augmentations beat synthetic noise.
@@ -73,7 +73,7 @@ class Augmenter:
         self.noise, self.dropout = float(noise), float(dropout)
 
     def __call__(self, idx: torch.Tensor, gen: torch.Generator, augment: bool = True) -> torch.Tensor:
-        x = self.X[idx]
+        x = self.X[idx] if isinstance(self.X, torch.Tensor) else self.X.rows(idx)  # only this batch is read
         if not augment:
             return x
         if self.views is not None:

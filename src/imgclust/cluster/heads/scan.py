@@ -209,7 +209,7 @@ class SCAN(HeadClusterer):
         gen = make_generator(self.random_state)
         n = len(Xn)
         # Cosine kNN on the centred embeddings (the shared mean component only blurs neighbourhoods).
-        self.neighbors_ = mine_neighbors(Xt.numpy(), effective_neighbors(self.n_neighbors, n, k))
+        self.neighbors_ = mine_neighbors(Xt, effective_neighbors(self.n_neighbors, n, k))
         nbrs = torch.from_numpy(self.neighbors_)
         aug = Augmenter(Xt, Vt, noise=self.noise, dropout=self.dropout)
         model = MultiHead(Xn.shape[1], k, int(self.n_heads), hidden, cosine=False, generator=gen).to(dev)

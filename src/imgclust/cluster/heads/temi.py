@@ -205,7 +205,7 @@ class TEMI(HeadClusterer):
         n = len(Xn)
         H = int(self.n_heads)
         # Cosine kNN on the centred embeddings (the shared mean component only blurs neighbourhoods).
-        self.neighbors_ = mine_neighbors(Xt.numpy(), effective_neighbors(self.n_neighbors, n, k))
+        self.neighbors_ = mine_neighbors(Xt, effective_neighbors(self.n_neighbors, n, k))
         nbrs = torch.from_numpy(self.neighbors_)
         aug = Augmenter(Xt, Vt, noise=self.noise, dropout=self.dropout)
         student = MultiHead(Xn.shape[1], k, H, self._hidden(), cosine=True, generator=gen).to(dev)
