@@ -3,12 +3,15 @@
 Usage:
     .venv/bin/python benchmarks/scale.py [--sizes 100000 1000000] [--ks 100 1000] [--dim 512]
                                          [--map pca] [--dtype float32] [--ray-images 2000]
+                                         [--heads scan temi] [--head-sizes 100000] [--head-epochs 2]
 
 Each stage runs in its own subprocess so its peak RSS (the child's ``ru_maxrss``) is its own:
 ``fill`` (vectors written to a fresh store as memory-mapped shards, chunk by chunk), ``kmeans``
 (open the store, k-means fit on a sample + streamed assignment of every row), and ``pipeline``
 (open the store, the full run: clustering, scores, 2-D map on a stratified sample, run directory
-with a reference to the store, plots, report.html on a stratified 20,000-point sample). The load
+with a reference to the store, plots, report.html on a stratified 20,000-point sample); with
+``--heads``, ``head`` (SCAN or TEMI, 2 heads, ``--head-epochs`` epochs, trained in minibatches
+gathered from the store's memory map, kNN neighbours mined through faiss). The load
 average is recorded with every row (the CPU is shared). ``--ray-images N`` also times the embed
 stage of N real CIFAR-10 images with the local and the Ray engine in the same run (ratio).
 Writes benchmarks/results/scale.json and prints a table. Not part of the test suite.
@@ -101,6 +104,20 @@ def stage_pipeline(cache: str, dim: int, k: int, out: str, map_: str) -> dict:
             "referenced": (Path(out) / "embeddings.ref.json").exists()}
 
 
+def stage_head(cache: str, dim: int, method: str, k: int, epochs: int) -> dict:
+    """SCAN or TEMI on the store's vectors (memory map / lazy multi-shard view), a few epochs, minibatches."""
+    from imgclust.cluster.heads.scan import SCAN
+    from imgclust.cluster.heads.temi import TEMI
+
+    X = _store(cache, dim).vectors()
+    common = dict(n_clusters=k, n_heads=2, epochs=epochs, min_steps=0, patience=None, random_state=0)
+    est = SCAN(self_label_epochs=1, **common) if method == "scan" else TEMI(**common)
+    t = time.perf_counter()
+    est.fit(X)
+    return {"fit_s": round(time.perf_counter() - t, 2), "input": type(X).__name__, "epochs": len(est.loss_history_),
+            "n_neighbors": int(est.neighbors_.shape[1]), "clusters_used": int(len(np.unique(est.labels_)))}
+
+
 def stage_embed(engine: str, n: int, cache: str) -> dict:
     from imgclust.pipeline.embed import embed_images
     from imgclust.pipeline.sources import discover
@@ -116,7 +133,7 @@ def stage_embed(engine: str, n: int, cache: str) -> dict:
 def _worker(argv: list[str]) -> None:
     stage, params = argv[0], json.loads(argv[1])
     out = {"stage_started_load": os.getloadavg()[0]}
-    out.update({"fill": stage_fill, "kmeans": stage_kmeans, "pipeline": stage_pipeline,
+    out.update({"fill": stage_fill, "kmeans": stage_kmeans, "pipeline": stage_pipeline, "head": stage_head,
                 "embed": stage_embed}[stage](**params))
     out["stage_ended_load"] = os.getloadavg()[0]
     import resource
@@ -140,7 +157,8 @@ def run_stage(stage: str, **params) -> dict:
     return res
 
 
-def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = True) -> list[dict]:
+def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = True, heads=(),
+                head_sizes=(), head_k: int = 100, head_epochs: int = 2) -> list[dict]:
     rows = []
     for n in sizes:
         with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
@@ -157,6 +175,11 @@ def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = Tr
                       f"report {pipe['report_mb']} MB", flush=True)
                 rows.append({"n": n, "k": k, "dim": dim, "dtype": dtype, "map": map_, "fill": fill, "kmeans": km,
                              "pipeline": pipe})
+            for method in heads if n in head_sizes else ():
+                res = run_stage("head", cache=cache, dim=dim, method=method, k=head_k, epochs=head_epochs)
+                print(f"  {method} k={head_k}, {head_epochs} epochs: fit {res['fit_s']}s, {res.get('peak_rss_mb')} MB "
+                      f"({res['input']})", flush=True)
+                rows.append({"n": n, "k": head_k, "dim": dim, "head": method, "fill": fill, "fit": res})
     return rows
 
 
@@ -179,12 +202,20 @@ def _table(rows: list[dict]) -> str:
             "| of which cluster / map / report (s) | report.html (MB) | load avg |")
     lines = [head, "|" + "---|" * 8]
     for r in rows:
+        if "head" in r:
+            continue
         f, km, p = r["fill"], r["kmeans"] or {}, r["pipeline"]
         lines.append(f"| {r['n']:,} | {r['k']} | {f['wall_s']} / {f.get('peak_rss_mb')} | "
                      f"{km.get('fit_assign_s', '-')} / {km.get('peak_rss_mb', '-')} | "
                      f"{p['store_to_report_s']} / {p.get('peak_rss_mb')} | "
                      f"{p['cluster_s']} / {p['map_s']} / {p['report_s']} | {p['report_mb']} | "
                      f"{p['stage_started_load']:.1f}-{p['stage_ended_load']:.1f} |")
+    heads = [r for r in rows if "head" in r]
+    if heads:
+        lines += ["", "| N | head | k | epochs | fit (s) | peak RSS (MB) | input | load avg |", "|" + "---|" * 8]
+        lines += [f"| {r['n']:,} | {r['head']} | {r['k']} | {r['fit']['epochs']} | {r['fit']['fit_s']} | "
+                  f"{r['fit'].get('peak_rss_mb')} | {r['fit']['input']} | "
+                  f"{r['fit']['stage_started_load']:.1f}-{r['fit']['stage_ended_load']:.1f} |" for r in heads]
     return "\n".join(lines)
 
 
@@ -202,6 +233,11 @@ def main() -> None:
     ap.add_argument("--ray-images", type=int, default=0, help="Also compare embed engines on N CIFAR images.")
     ap.add_argument("--no-kmeans-stage", action="store_true",
                     help="Skip the standalone k-means stage (the pipeline stage still times clustering).")
+    ap.add_argument("--heads", nargs="*", default=[], choices=["scan", "temi"],
+                    help="Also train these heads on the store's vectors (2 heads, minibatches over the memory map).")
+    ap.add_argument("--head-sizes", type=int, nargs="+", default=[100_000], help="Sizes at which the heads run.")
+    ap.add_argument("--head-k", type=int, default=100, help="Clusters of the heads.")
+    ap.add_argument("--head-epochs", type=int, default=2, help="Epochs of the heads (SCAN: + 1 self-label epoch).")
     ap.add_argument("--threads", type=int, default=0,
                     help="OMP/BLAS threads in the stages (0: library default). On an oversubscribed machine "
                          "1 avoids OpenMP spin-waiting.")
@@ -216,7 +252,8 @@ def main() -> None:
     result["threads"] = args.threads or "default"
     sizes = [n for n in args.sizes if n > 0]  # --sizes 0: only the Ray comparison
     result["rows"] = bench_sizes(sizes, args.ks, args.dim, args.components, args.map, args.dtype,
-                                 not args.no_kmeans_stage) if sizes else []
+                                 not args.no_kmeans_stage, args.heads, args.head_sizes, args.head_k,
+                                 args.head_epochs) if sizes else []
     if args.ray_images:
         result["ray_embed"] = bench_ray(args.ray_images)
     result["load_at_end"] = os.getloadavg()
