@@ -342,8 +342,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     """
     t0 = time.perf_counter()
     validate_options(method, reduce or "none", map)
-    # A float32 memory map stays one, and the store's lazy multi-shard view stays lazy (no copy).
-    X0 = embeddings if is_lazy(embeddings) else np.asarray(embeddings, np.float32)
+    X0 = embeddings if is_lazy(embeddings) else np.asarray(embeddings, np.float32)  # memmap/lazy view: no copy
     n = len(X0)
     if n == 0:
         raise ImgclustError("no images could be embedded (all were skipped)")
