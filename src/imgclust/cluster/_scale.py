@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..limits import (
-    ASSIGN_BATCH,
     KMEANS_FULL_ROWS,
     KMEANS_LARGE_ITER,
     KMEANS_MAX_POINTS_PER_CENTROID,
@@ -28,9 +27,16 @@ def sample_rows(X, m: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
     return idx, np.ascontiguousarray(X[idx], np.float32)  # sorted: sequential reads on a memory map
 
 
-def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int = ASSIGN_BATCH) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest ``k`` centres of every row, streamed: ``(labels (N, k) int64, squared distances (N, k) float32)``."""
+def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Nearest ``k`` centres of every row, streamed: ``(labels (N, k) int64, squared distances (N, k) float32)``.
+
+    ``batch`` rows at a time (default :data:`~imgclust.limits.ASSIGN_BATCH`).
+    """
     import faiss
+
+    from .. import limits
+
+    batch = int(batch or limits.ASSIGN_BATCH)
 
     centers = np.ascontiguousarray(centers, np.float32)
     k = max(1, min(k, len(centers)))
