@@ -86,7 +86,8 @@ def assign_batches_ray(X, centers: np.ndarray, k: int = 2, batch: int | None = N
         source["array"] = [ray.put(np.ascontiguousarray(X, np.float32))]  # one copy, read zero-copy by actors
     cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
     n_actors = max(1, min(actors or cpus, n_blocks))
-    ds = ray.data.range(n_blocks, override_num_blocks=min(n_blocks, 4 * n_actors))
+    # Block numbers from the driver (no read tasks: those would wait for CPUs the actors hold).
+    ds = ray.data.from_items([{"id": b} for b in range(n_blocks)], override_num_blocks=min(n_blocks, 4 * n_actors))
     out = ds.map_batches(_AssignActor, fn_constructor_kwargs={
         "centers_ref": [ray.put(centers)], "source": source, "k": k, "batch": batch,
         "threads": max(1, cpus // n_actors)}, batch_size=1, batch_format="numpy", concurrency=n_actors,
