@@ -85,7 +85,7 @@ def test_large_kmeans_assigns_on_ray_with_the_local_labels(local_ray, tmp_path, 
     """The large-N path (threshold lowered): centroids from the sample, every row assigned on Ray actors."""
     from imgclust import limits
     from imgclust.cluster import _scale, classic
-    from imgclust.cluster._scale_ray import assign_batches_ray
+    from imgclust.cluster._scale_ray import _source, assign_batches_ray
 
     monkeypatch.setattr(classic, "KMEANS_FULL_ROWS", 300)
     monkeypatch.setattr(_scale, "KMEANS_FULL_ROWS", 300)
@@ -95,6 +95,7 @@ def test_large_kmeans_assigns_on_ray_with_the_local_labels(local_ray, tmp_path, 
     X = (centers[rng.integers(0, 5, 1000)] + rng.standard_normal((1000, 12)).astype(np.float32))
     np.save(tmp_path / "x.npy", X)
     X_map = np.load(tmp_path / "x.npy", mmap_mode="r")  # as the store's shard: reopened by the actors
+    assert _source(X_map)["file"] == str(tmp_path / "x.npy") and "array" in _source(X_map[::2])
     loc = classic.KMeans(n_clusters=5, max_points_per_centroid=60, random_state=0).fit(X)
     ray_ = classic.KMeans(n_clusters=5, max_points_per_centroid=60, random_state=0, engine="ray").fit(X_map)
     np.testing.assert_array_equal(ray_.cluster_centers_, loc.cluster_centers_)  # same sample, same fit

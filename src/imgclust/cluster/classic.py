@@ -86,14 +86,16 @@ class KMeans(ClusterMixin, BaseEstimator):
         self.engine = engine
         self.ray_address = ray_address
 
-    def _fit_large(self, X, k: int):
+    def _fit_large(self, X, k: int, raw=None):
         centers, self.n_iter_ = train_kmeans_large(
             X, k, max_iter=self.max_iter, spherical=self.spherical, init=self.init,
             random_state=int(self.random_state), max_points_per_centroid=int(self.max_points_per_centroid))
         if self.engine == "ray":
             from ._scale_ray import assign_batches_ray
 
-            labels, d2 = assign_batches_ray(X, centers, k=2, address=self.ray_address)
+            # A memory map as given (the store's shard) is reopened by the actors instead of copied.
+            mapped = isinstance(raw, np.memmap) and raw.dtype == np.float32 and raw.shape == X.shape
+            labels, d2 = assign_batches_ray(raw if mapped else X, centers, k=2, address=self.ray_address)
         else:
             labels, d2 = assign_batches(X, centers, k=2)
         self.cluster_centers_, self.labels_ = centers, labels[:, 0].copy()
@@ -106,12 +108,12 @@ class KMeans(ClusterMixin, BaseEstimator):
         import faiss
         from sklearn.cluster import kmeans_plusplus
 
-        X = _fit_input(self, X)
+        raw, X = X, _fit_input(self, X)
         k = _check_k(X, self.n_clusters)
         if self.engine not in ("local", "ray"):
             raise InputError(f"unknown k-means engine {self.engine!r}; valid: local, ray")
         if len(X) > KMEANS_FULL_ROWS:
-            return self._fit_large(X, k)
+            return self._fit_large(X, k, raw)
         best = None
         for r in range(max(1, int(self.n_init))):
             seed = int(self.random_state) * 1000 + r
