@@ -4,6 +4,7 @@ Usage:
     .venv/bin/python benchmarks/scale.py [--sizes 100000 1000000] [--ks 100 1000] [--dim 512]
                                          [--map pca] [--dtype float32] [--ray-images 2000]
                                          [--heads scan temi] [--head-sizes 100000] [--head-epochs 2]
+                                         [--ray-rounds 2] [--ray-actors 0]
 
 Each stage runs in its own subprocess so its peak RSS (the child's ``ru_maxrss``) is its own:
 ``fill`` (vectors written to a fresh store as memory-mapped shards, chunk by chunk), ``kmeans``
@@ -13,7 +14,9 @@ with a reference to the store, plots, report.html on a stratified 20,000-point s
 ``--heads``, ``head`` (SCAN or TEMI, 2 heads, ``--head-epochs`` epochs, trained in minibatches
 gathered from the store's memory map, kNN neighbours mined through faiss). The load
 average is recorded with every row (the CPU is shared). ``--ray-images N`` also times the embed
-stage of N real CIFAR-10 images with the local and the Ray engine in the same run (ratio).
+stage of N real CIFAR-10 images with the local and the Ray engine in the same run, alternating
+(local, ray, local, ray) to cancel drift, each into an empty cache of its own; the ratio is
+given with and without Ray's start-up (``ray.init``).
 Writes benchmarks/results/scale.json and prints a table. Not part of the test suite.
 """
 
@@ -119,14 +122,27 @@ def stage_head(cache: str, dim: int, method: str, k: int, epochs: int) -> dict:
 
 
 def stage_embed(engine: str, n: int, cache: str) -> dict:
+    """Embed ``n`` CIFAR images into the empty cache ``cache``; Ray's start-up is timed on its own."""
     from imgclust.pipeline.embed import embed_images
     from imgclust.pipeline.sources import discover
 
+    os.environ["IMGCLUST_CACHE"] = cache  # nothing is served from the shared cache (ONNX export included)
     records = discover([str(CIFAR)], labels="folder")[:n]
     t = time.perf_counter()
+    startup = 0.0
+    if engine == "ray":
+        from imgclust.pipeline._ray import ray_init
+
+        ray_init()
+        startup = time.perf_counter() - t
+    t1 = time.perf_counter()
     res = embed_images(records, encoder="efficientnet-lite0", cache_dir=cache, engine=engine)
-    dt = time.perf_counter() - t
-    return {"images": len(res.records), "seconds": round(dt, 2), "images_per_s": round(len(res.records) / dt, 1),
+    end = time.perf_counter()
+    return {"images": len(res.records), "seconds": round(end - t, 2), "ray_startup_s": round(startup, 2),
+            "seconds_without_startup": round(end - t1, 2), "encode_phase_s": round(res.seconds, 2),
+            "images_per_s": round(len(res.records) / (end - t), 1),
+            "images_per_s_without_startup": round(len(res.records) / (end - t1), 1),
+            "runtime": getattr(res.encoder, "runtime", "?"), "actors": os.environ.get("IMGCLUST_RAY_ACTORS", "auto"),
             "checksum": float(np.abs(res.embeddings).sum())}
 
 
@@ -183,18 +199,32 @@ def bench_sizes(sizes, ks, dim, components, map_, dtype, kmeans_stage: bool = Tr
     return rows
 
 
-def bench_ray(n: int) -> dict | None:
+def bench_ray(n: int, rounds: int = 2) -> dict | None:
+    """Local and Ray engines alternately (local, ray, local, ray, ...), each into an empty cache of its own."""
     if not CIFAR.is_dir():
         print(f"{CIFAR} not found: skipping the Ray embed comparison")
         return None
-    out = {}
-    for engine in ("local", "ray"):
-        with tempfile.TemporaryDirectory() as tmp:
-            out[engine] = run_stage("embed", engine=engine, n=n, cache=str(Path(tmp) / "cache"))
-        print(f"embed {n} CIFAR images, {engine}: {out[engine]['images_per_s']} img/s "
-              f"({out[engine]['seconds']}s, {out[engine].get('peak_rss_mb')} MB)", flush=True)
-    out["ray_over_local"] = round(out["ray"]["images_per_s"] / out["local"]["images_per_s"], 3)
-    return out
+    runs: list[dict] = []
+    for r in range(rounds):
+        for engine in ("local", "ray"):
+            with tempfile.TemporaryDirectory(dir=os.environ.get("SCALE_TMP")) as tmp:
+                row = {"engine": engine, "round": r, **run_stage("embed", engine=engine, n=n, cache=str(Path(tmp)))}
+            runs.append(row)
+            print(f"embed {n} CIFAR images, {engine} (round {r}): {row['images_per_s']} img/s in {row['seconds']}s "
+                  f"({row['images_per_s_without_startup']} img/s without Ray start-up {row['ray_startup_s']}s), "
+                  f"load {row['stage_started_load']:.1f}-{row['stage_ended_load']:.1f}", flush=True)
+
+    def total(engine: str, key: str) -> float:  # images / summed seconds over the rounds
+        rows = [x for x in runs if x["engine"] == engine]
+        return sum(x["images"] for x in rows) / sum(x[key] for x in rows)
+
+    ratio = round(total("ray", "seconds") / total("local", "seconds"), 3)
+    ratio_warm = round(total("ray", "seconds_without_startup") / total("local", "seconds_without_startup"), 3)
+    return {"runs": runs, "checksums_equal": len({round(x["checksum"], 1) for x in runs}) == 1,
+            "local_images_per_s": round(total("local", "seconds"), 1),
+            "ray_images_per_s": round(total("ray", "seconds"), 1),
+            "ray_images_per_s_without_startup": round(total("ray", "seconds_without_startup"), 1),
+            "ray_over_local": ratio, "ray_over_local_without_startup": ratio_warm}
 
 
 def _table(rows: list[dict]) -> str:
@@ -231,6 +261,9 @@ def main() -> None:
     ap.add_argument("--map", default="pca", help="Map reducer (fitted on a 20,000-row stratified sample).")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--ray-images", type=int, default=0, help="Also compare embed engines on N CIFAR images.")
+    ap.add_argument("--ray-rounds", type=int, default=2, help="Alternating local/ray rounds of the comparison.")
+    ap.add_argument("--ray-actors", type=int, default=0,
+                    help="Ray actors (0: one per CPU, one intra-op thread each; 1: one actor with every thread).")
     ap.add_argument("--no-kmeans-stage", action="store_true",
                     help="Skip the standalone k-means stage (the pipeline stage still times clustering).")
     ap.add_argument("--heads", nargs="*", default=[], choices=["scan", "temi"],
@@ -254,8 +287,10 @@ def main() -> None:
     result["rows"] = bench_sizes(sizes, args.ks, args.dim, args.components, args.map, args.dtype,
                                  not args.no_kmeans_stage, args.heads, args.head_sizes, args.head_k,
                                  args.head_epochs) if sizes else []
+    if args.ray_actors:
+        os.environ["IMGCLUST_RAY_ACTORS"] = str(args.ray_actors)
     if args.ray_images:
-        result["ray_embed"] = bench_ray(args.ray_images)
+        result["ray_embed"] = bench_ray(args.ray_images, args.ray_rounds)
     result["load_at_end"] = os.getloadavg()
     result["table_md"] = _table(result["rows"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

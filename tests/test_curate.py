@@ -252,3 +252,28 @@ def test_cifar_near_duplicates_recall_and_precision(tmp_path):
     recall = len(truth & predicted) / len(truth)
     precision = len(truth & with_copy) / max(1, len(with_copy))
     assert recall >= 0.95 and precision >= 0.95, (recall, precision)
+
+
+def test_a_sampled_report_shows_every_curation_member_with_whole_counts(tmp_path):
+    """Past the report's cap the curation rows join the sample and are renumbered to page positions."""
+    from imgclust.report.builder import report_payload
+
+    X, hashes, _ = _planted_duplicates()
+    recs = [ImageRecord(f"img/{i:04d}.png") for i in range(len(hashes))]
+    res = cluster_embeddings(X, recs, reduce="none", map="pca", method="kmeans", k=4, hashes=hashes)
+    res.save(tmp_path)
+    dup = find_duplicates(tmp_path, threshold=0.98, report=False)
+    out = find_outliers(tmp_path, k=5, report=False)
+    data, thumbs = report_payload(tmp_path, max_points=60)  # lowered cap: a sampled page
+    assert data["rows"] is not None and data["n_total"] == len(X) and data["n"] < len(X)
+    tidx = data["thumb"] or list(range(data["n"]))  # thumbnails are shared by identical files
+    cur, rows = data["curation"], np.asarray(data["rows"])
+    assert cur["duplicates"]["n_groups"] == dup.n_groups >= 10  # counts of the whole run
+    by_members = {frozenset(rows[g["members"]].tolist()): g for g in cur["duplicates"]["groups"]}
+    assert set(by_members) == {frozenset(g["members"]) for g in dup.groups}  # every member, mapped back
+    for g in cur["duplicates"]["groups"]:
+        assert g["size"] == len(g["members"]) and g["representative"] in g["members"]
+        assert all(data["paths"][i] == recs[rows[i]].path and tidx[i] < len(thumbs) for i in g["members"])
+    top = [int(rows[o["i"]]) for o in cur["outliers"]["top"]]
+    assert top == list(out.indices[:len(top)]) and len(top) == min(len(X), 120)
+    assert max(max(g["members"]) for g in cur["duplicates"]["groups"]) < data["n"]

@@ -78,3 +78,33 @@ def test_a_killed_worker_loses_nothing(local_ray, tmp_path):
     np.testing.assert_array_equal(res.embeddings, enc.inner.encode_images(
         [__import__("imgclust.pipeline.sources", fromlist=["load_image"]).load_image(r.path) for r in records]))
     assert len(open_store(enc.inner, tmp_path / "cache")) == 20
+
+
+@pytest.mark.slow
+def test_large_kmeans_assigns_on_ray_with_the_local_labels(local_ray, tmp_path, monkeypatch):
+    """The large-N path (threshold lowered): centroids from the sample, every row assigned on Ray actors."""
+    from imgclust import limits
+    from imgclust.cluster import _scale, classic
+    from imgclust.cluster._scale_ray import _source, assign_batches_ray
+
+    monkeypatch.setattr(classic, "KMEANS_FULL_ROWS", 300)
+    monkeypatch.setattr(_scale, "KMEANS_FULL_ROWS", 300)
+    monkeypatch.setattr(limits, "ASSIGN_BATCH", 128)  # several blocks, the last one short
+    rng = np.random.default_rng(0)
+    centers = np.eye(12, dtype=np.float32)[:5] * 3
+    X = (centers[rng.integers(0, 5, 1000)] + rng.standard_normal((1000, 12)).astype(np.float32))
+    np.save(tmp_path / "x.npy", X)
+    X_map = np.load(tmp_path / "x.npy", mmap_mode="r")  # as the store's shard: reopened by the actors
+    assert _source(X_map)["file"] == str(tmp_path / "x.npy") and "array" in _source(X_map[::2])
+    loc = classic.KMeans(n_clusters=5, max_points_per_centroid=60, random_state=0).fit(X)
+    ray_ = classic.KMeans(n_clusters=5, max_points_per_centroid=60, random_state=0, engine="ray").fit(X_map)
+    np.testing.assert_array_equal(ray_.cluster_centers_, loc.cluster_centers_)  # same sample, same fit
+    np.testing.assert_array_equal(ray_.labels_, loc.labels_)
+    np.testing.assert_allclose(ray_.nearest_sq_distances_, loc.nearest_sq_distances_, rtol=1e-5, atol=1e-5)
+    assert len(np.unique(loc.labels_)) == 5
+    # Rows in memory (e.g. PCA output) go through the object store; shuffled centres change every label.
+    lab, d2 = assign_batches_ray(X[::-1], loc.cluster_centers_[::-1], k=2)
+    ref_lab, ref_d2 = _scale.assign_batches(X[::-1], loc.cluster_centers_[::-1], k=2)
+    np.testing.assert_array_equal(lab, ref_lab)
+    np.testing.assert_allclose(d2, ref_d2, rtol=1e-5, atol=1e-5)
+

@@ -7,6 +7,7 @@ the exported graph, its preprocessing and the runtime's threads are what a user 
 from __future__ import annotations
 
 import importlib.util
+import os
 
 import numpy as np
 import pytest
@@ -181,3 +182,20 @@ def test_hf_encoder_batches_go_through_the_device_copy(tmp_path, monkeypatch):
     vec = enc.encode_images([Image.new("RGB", (40, 30), (200, 10, 10)), Image.new("RGB", (30, 40), (10, 10, 200))])
     assert vec.shape[0] == 2 and np.allclose(np.linalg.norm(vec, axis=1), 1.0, atol=1e-5)
     assert seen[-1] == ((2, 3, 32, 32), "cpu")
+
+
+def test_intra_op_threads_follow_imgclust_threads(monkeypatch):
+    from imgclust.encoders.runtime import intra_op_threads
+
+    monkeypatch.setenv("IMGCLUST_THREADS", "1")
+    assert intra_op_threads() == 1
+    monkeypatch.setenv("IMGCLUST_THREADS", "junk")  # ignored: the cores this process may use
+    assert intra_op_threads() == len(os.sched_getaffinity(0))
+
+
+def test_ray_actor_layout_fills_the_cores_once():
+    from imgclust.pipeline._ray import actor_layout
+
+    assert actor_layout(2) == (2, 1)  # default: one single-threaded actor per core
+    assert actor_layout(2, 1) == (1, 2)
+    assert actor_layout(8, 3) == (3, 2)

@@ -130,3 +130,11 @@ def test_report_past_its_cap_shows_a_stratified_sample_with_whole_counts(tmp_pat
     assert data["cluster"] == res.labels[data["rows"]].tolist()
     html = build_report(tmp_path, max_points=400).read_text()
     assert "stratified sample" in html
+
+
+def test_the_kmeans_engine_is_checked():
+    from imgclust.cluster.classic import KMeans
+    from imgclust.errors import ImgclustError
+
+    with pytest.raises(ImgclustError, match="k-means engine"):
+        KMeans(n_clusters=2, engine="spark").fit(np.random.default_rng(0).standard_normal((20, 3)))

@@ -59,7 +59,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         report: Write ``report.html`` (with ``out``).
         method_params: Extra clusterer arguments.
         progress: Show progress bars.
-        engine: Embed engine: ``local`` or ``ray`` (Ray Data actors).
+        engine: ``local`` or ``ray``: Ray Data actors embed, and k-means past
+            :data:`~imgclust.limits.KMEANS_FULL_ROWS` rows assigns every row on Ray as well.
         ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
         augment: Embed this many augmented views of every image (random resized crop, flip,
             colour jitter; deterministic per ``random_state``; see :mod:`imgclust.augment`).
@@ -83,6 +84,8 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
     config = run_config(inputs, emb, labels=labels, batch_size=batch_size, cache_dir=cache_dir, k=k)
     aug, points = _augment_points(emb, augment, augment_as, several=bool(several), random_state=random_state,
                                   cache_dir=cache_dir, cache=cache, progress=progress, out=out, config=config)
+    if engine == "ray" and method == "kmeans":  # large-N k-means assigns every row on Ray too
+        method_params = {"engine": "ray", "ray_address": ray_address, **(method_params or {})}
     result = cluster_embeddings(**points, reduce=reduce, n_components=n_components, map=map,
                                 spaces=getattr(emb, "spaces", None),
                                 method=method, k=k, seeds=seeds, random_state=random_state,

@@ -9,7 +9,6 @@ from __future__ import annotations
 import numpy as np
 
 from ..limits import (
-    ASSIGN_BATCH,
     KMEANS_FULL_ROWS,
     KMEANS_LARGE_ITER,
     KMEANS_MAX_POINTS_PER_CENTROID,
@@ -29,10 +28,15 @@ def sample_rows(X, m: int, random_state: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def assign_batches(X, centers: np.ndarray, k: int = 2, batch: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Nearest ``k`` centres of every row, streamed: ``(labels (N, k) int64, squared distances (N, k) float32)``."""
+    """Nearest ``k`` centres of every row, streamed: ``(labels (N, k) int64, squared distances (N, k) float32)``.
+
+    ``batch`` rows at a time (default :data:`~imgclust.limits.ASSIGN_BATCH`).
+    """
     import faiss
 
-    batch = batch or ASSIGN_BATCH
+    from .. import limits
+
+    batch = int(batch or limits.ASSIGN_BATCH)
 
     centers = np.ascontiguousarray(centers, np.float32)
     k = max(1, min(k, len(centers)))

@@ -65,13 +65,17 @@ class KMeans(ClusterMixin, BaseEstimator):
         spherical: Normalise centroids each step (cosine k-means).
         random_state: Seed.
         max_points_per_centroid: Training rows per centroid on the large-N path.
+        engine: Where the large-N path assigns every row: ``local`` (streamed faiss batches here)
+            or ``ray`` (the same blocks on Ray actors, :mod:`imgclust.cluster._scale_ray`; same labels).
+        ray_address: Ray cluster to join with ``engine="ray"`` (default: start Ray here).
     """
 
     needs_k = True
 
     def __init__(self, n_clusters: int | None = 8, n_init: int = 10, max_iter: int = 100,
                  init: str = "k-means++", spherical: bool = False, random_state: int = 0,
-                 max_points_per_centroid: int = KMEANS_MAX_POINTS_PER_CENTROID):
+                 max_points_per_centroid: int = KMEANS_MAX_POINTS_PER_CENTROID, engine: str = "local",
+                 ray_address: str | None = None):
         self.n_clusters = n_clusters
         self.n_init = n_init
         self.max_iter = max_iter
@@ -79,12 +83,21 @@ class KMeans(ClusterMixin, BaseEstimator):
         self.spherical = spherical
         self.random_state = random_state
         self.max_points_per_centroid = max_points_per_centroid
+        self.engine = engine
+        self.ray_address = ray_address
 
-    def _fit_large(self, X, k: int):
+    def _fit_large(self, X, k: int, raw=None):
         centers, self.n_iter_ = train_kmeans_large(
             X, k, max_iter=self.max_iter, spherical=self.spherical, init=self.init,
             random_state=int(self.random_state), max_points_per_centroid=int(self.max_points_per_centroid))
-        labels, d2 = assign_batches(X, centers, k=2)
+        if self.engine == "ray":
+            from ._scale_ray import assign_batches_ray
+
+            # A memory map as given (the store's shard) is reopened by the actors instead of copied.
+            mapped = isinstance(raw, np.memmap) and raw.dtype == np.float32 and raw.shape == X.shape
+            labels, d2 = assign_batches_ray(raw if mapped else X, centers, k=2, address=self.ray_address)
+        else:
+            labels, d2 = assign_batches(X, centers, k=2)
         self.cluster_centers_, self.labels_ = centers, labels[:, 0].copy()
         self.nearest_sq_distances_ = d2
         self.inertia_ = float(d2[:, 0].sum(dtype=np.float64))
@@ -95,10 +108,12 @@ class KMeans(ClusterMixin, BaseEstimator):
         import faiss
         from sklearn.cluster import kmeans_plusplus
 
-        X = validated(self, X, lazy_ok=True)  # the store's multi-shard view stays lazy (read in batches)
+        raw, X = X, validated(self, X, lazy_ok=True)  # the store's multi-shard view stays lazy
         k = _check_k(X, self.n_clusters)
+        if self.engine not in ("local", "ray"):
+            raise InputError(f"unknown k-means engine {self.engine!r}; valid: local, ray")
         if len(X) > KMEANS_FULL_ROWS:
-            return self._fit_large(X, k)
+            return self._fit_large(X, k, raw)
         X = np.asarray(X)
         best = None
         for r in range(max(1, int(self.n_init))):

@@ -64,7 +64,13 @@ def resolve_runtime(runtime: str | None, device: str) -> str:
 
 
 def intra_op_threads() -> int:
-    """Threads for the runtime's own parallelism: the cores this process may use."""
+    """Threads for the runtime's own parallelism: ``$IMGCLUST_THREADS``, else the cores this process may use.
+
+    The Ray engine sets ``IMGCLUST_THREADS`` in each actor so that actors x threads = cores.
+    """
+    env = os.environ.get("IMGCLUST_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # pragma: no cover - macOS / Windows

@@ -10,20 +10,20 @@ import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
-from PIL import Image
 
 from ..encoders import Encoder, create_encoder
 from ..progress import progress_bar
+from ._decode import Transform
+from ._decode import decoder as _decoder
 from .sources import DecodeError, ImageRecord, discover, file_hash, load_image
 from .store import EmbeddingStore
 
 __all__ = ["EmbedResult", "embed_records", "embed_images", "open_store", "encode_file", "decode_workers", "Transform"]
 
 # (decoded RGB image, its file's content hash) -> the image to encode (a corruption, an augmented view).
-Transform = Callable[[Image.Image, str], Image.Image]
 
 
 @dataclass
@@ -58,25 +58,6 @@ def _hash_one(rec: ImageRecord):
         return file_hash(rec.path), None
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or exc}"
-
-
-def _decoder(encoder: Encoder, transform: Transform | None = None):
-    """Decode at the size the encoder needs (JPEG draft), then its one resize, in a worker thread.
-
-    A ``transform`` (corruption, augmented view) sees the full-size image, before the resize.
-    """
-    size = getattr(encoder, "decode_size", None) if transform is None else None
-    prepare = getattr(encoder, "prepare", None)
-
-    def decode(rec: ImageRecord, key: str | None = None):
-        try:
-            img = load_image(rec.path, min_size=size)
-            if transform is not None:
-                img = transform(img, key)
-            return (prepare(img) if prepare is not None else img), None
-        except DecodeError as exc:
-            return None, exc.reason
-    return decode
 
 
 def decode_workers(runtime: str) -> int:
@@ -181,7 +162,8 @@ def _encode_missing(records, hashes, todo, encoder, pool, flusher: _Flusher, vec
 def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: EmbeddingStore | None = None,
                   batch_size: int | None = None, flush_every: int = 512, workers: int | None = None,
                   progress: bool = True, engine: str = "local", ray_address: str | None = None,
-                  source=None, transform: Transform | None = None) -> EmbedResult:
+                  source=None, transform: Transform | None = None,
+                  source_kwargs: dict | None = None) -> EmbedResult:
     """Embed ``records`` with ``encoder``, reading and filling ``store`` when given.
 
     Files that cannot be read or decoded are skipped and reported, never fatal. New vectors
@@ -202,6 +184,8 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
         transform: Applied to each decoded image before encoding, as ``transform(image, hash)``
             (corruptions, augmented views). Give it a ``store`` of its own (:func:`open_store`'s
             ``variant``): the store is keyed by the file's hash, not by the transformed pixels.
+        source_kwargs: How Ray actors build ``source`` (:func:`~imgclust.encoders.create_encoder`'s
+            device, runtime, cache_dir; default the encoder's device).
     """
     _check_engine(engine)
     t0 = time.perf_counter()
@@ -224,7 +208,7 @@ def embed_records(records: Sequence[ImageRecord], encoder: Encoder, store: Embed
                                     "(robustness, --augment) use the local engine")
             bad, n_encoded = encode_missing_ray(records, hashes, todo, encoder, _Flusher(store, flush_every),
                                                 vectors, batch_size, progress, source=source,
-                                                device=encoder.device, address=ray_address)
+                                                build=source_kwargs, address=ray_address)
         else:
             bad, n_encoded = _encode_missing(records, hashes, todo, encoder, pool, _Flusher(store, flush_every),
                                              vectors, batch_size, progress, transform)
@@ -304,7 +288,9 @@ def embed_images(inputs: str | Sequence[str] | Sequence[ImageRecord], encoder="e
     enc = create_encoder(encoder, device=device, runtime=runtime, cache_dir=cache_dir)
     store = open_store(enc, cache_dir, dtype=dtype) if cache else None
     result = embed_records(records, enc, store=store, batch_size=batch_size, progress=progress, engine=engine,
-                           ray_address=ray_address, source=encoder if isinstance(encoder, str) else None)
+                           ray_address=ray_address, source=encoder if isinstance(encoder, str) else None,
+                           source_kwargs={"device": enc.device, "runtime": getattr(enc, "runtime", runtime),
+                                          "cache_dir": None if cache_dir is None else str(cache_dir)})
     result.store = store
     return result
 

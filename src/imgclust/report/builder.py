@@ -32,7 +32,7 @@ from .._io import jsonable
 from ..limits import REPORT_MAX_POINTS
 from ..rundir import load_run
 from ..sampling import stratified_sample
-from .curation import curation_payload
+from .curation import curation_payload, curation_rows, remap_curation
 from .experiments import augment_payload, robustness_payload
 from .sections import (
     animation_payload,
@@ -119,9 +119,11 @@ def _clusters(emb, labels: np.ndarray, dist: np.ndarray, true, names: dict, metr
     return clusters
 
 
-def _shown(cols: dict, emb, max_points: int) -> tuple[dict, Any, np.ndarray | None, dict[int, int]]:
+def _shown(cols: dict, emb, max_points: int, extra: list[int] = ()) -> tuple[dict, Any, np.ndarray | None,
+                                                                             dict[int, int]]:
     """The rows the page draws: all, or a stratified sample past ``max_points`` (every cluster shown).
 
+    ``extra`` rows (those the curation section shows) are added to a sample.
     Returns ``(columns, embeddings, rows or None, whole-run size per cluster)``.
     """
     labels = np.asarray(cols["cluster"], np.int64)
@@ -129,7 +131,7 @@ def _shown(cols: dict, emb, max_points: int) -> tuple[dict, Any, np.ndarray | No
     sizes = {int(c): int(m) for c, m in zip(ids, counts)}
     if len(labels) <= max_points:
         return cols, emb, None, sizes
-    rows = stratified_sample(labels, max_points, random_state=0)
+    rows = np.union1d(stratified_sample(labels, max_points, random_state=0), np.asarray(extra, np.int64))
     sub = {key: ([v[i] for i in rows] if isinstance(v, list) else v) for key, v in cols.items()}
     if emb is not None and len(emb) == len(labels):
         emb = np.asarray(emb[rows], np.float32)  # gathered from the memory map: only the shown rows
@@ -172,7 +174,8 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
     run_dir = Path(run_dir)
     run = load_run(run_dir)
     n_total = run["table"].num_rows
-    cols, emb, rows, sizes = _shown(run["table"].to_pydict(), run["embeddings"], max_points)
+    curation = curation_payload(run_dir, n_total)  # in run rows; renumbered below on a sampled page
+    cols, emb, rows, sizes = _shown(run["table"].to_pydict(), run["embeddings"], max_points, curation_rows(curation))
     paths = [str(p) for p in cols["path"]]
     n = len(paths)
     labels = np.asarray(cols["cluster"], np.int64)
@@ -219,8 +222,7 @@ def report_payload(run_dir, *, thumb_size: int = 64, thumb_quality: int = 70, n_
         "augment": augment_payload(metrics),
         "augmented": _flags(cols.get("augmented")),
         "source": _optional(cols.get("source")) if _flags(cols.get("augmented")) else None,
-        # Curation refers to run rows; on a sampled page those are not the shown rows (not remapped yet).
-        "curation": curation_payload(run_dir, n) if rows is None else None,
+        "curation": curation if rows is None else remap_curation(curation, {int(r): i for i, r in enumerate(rows)}),
         "thumb_size": thumb_size,
     }
     return data, thumbs

@@ -3,7 +3,10 @@
 Read from ``duplicates.parquet`` / ``outliers.parquet`` and their JSON summaries.
 
 Images are referred to by row index, so the page reuses the run's thumbnails; large runs show
-the biggest groups and the top of the ranking (the Parquet files hold everything).
+the biggest groups and the top of the ranking (the Parquet files hold everything). A sampled
+page (past the report's point cap) adds the rows shown here to its sample
+(:func:`curation_rows`) and renumbers them to page positions (:func:`remap_curation`), so every
+member and outlier shown has its thumbnail, while the counts stay those of the whole run.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-__all__ = ["curation_payload", "MAX_GROUPS", "MAX_MEMBERS", "MAX_OUTLIERS"]
+__all__ = ["curation_payload", "curation_rows", "remap_curation", "MAX_GROUPS", "MAX_MEMBERS", "MAX_OUTLIERS"]
 
 MAX_GROUPS = 200
 MAX_MEMBERS = 24
@@ -80,3 +83,27 @@ def curation_payload(run_dir: Path, n: int) -> dict | None:
     """``{"duplicates", "outliers"}`` for the page (each None when its command has not run), or None."""
     dup, out = _duplicates(run_dir, n), _outliers(run_dir, n)
     return None if dup is None and out is None else {"duplicates": dup, "outliers": out}
+
+
+def curation_rows(payload: dict | None) -> list[int]:
+    """The run rows the curation section shows (group members, outliers), sorted."""
+    if not payload:
+        return []
+    dup, out = payload.get("duplicates") or {}, payload.get("outliers") or {}
+    rows = {i for g in dup.get("groups", []) for i in g["members"]} | {o["i"] for o in out.get("top", [])}
+    return sorted(rows)
+
+
+def remap_curation(payload: dict | None, pos: dict[int, int]) -> dict | None:
+    """``payload`` with run rows renumbered to page positions (``pos``: run row -> position)."""
+    if not payload:
+        return payload
+    dup, out = payload.get("duplicates"), payload.get("outliers")
+    if dup is not None:
+        groups = [dict(g, members=[pos[i] for i in g["members"]],
+                       **({"representative": pos[g["representative"]]} if "representative" in g else {}))
+                  for g in dup["groups"]]
+        dup = dict(dup, groups=groups)
+    if out is not None:
+        out = dict(out, top=[dict(o, i=pos[o["i"]]) for o in out["top"]])
+    return {"duplicates": dup, "outliers": out}
