@@ -15,6 +15,7 @@ import numpy as np
 from .cluster import make_clusterer, needs_k, sweep_k
 from .cluster._scale import assign_batches
 from .cluster.registry import takes_param
+from .cluster.sweep import check_criterion
 from .errors import ImgclustError
 from .limits import ASSIGN_BATCH, MAP_FIT_ROWS, check_size
 from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
@@ -311,7 +312,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                        progress: bool = False, hashes: list[str] | None = None,
                        skipped: list[dict] | None = None, config: dict | None = None,
                        spaces: Sequence[int] | None = None, views: np.ndarray | None = None,
-                       view_index: np.ndarray | None = None, columns: dict | None = None) -> ClusteringResult:
+                       view_index: np.ndarray | None = None, columns: dict | None = None,
+                       k_criterion: str = "silhouette") -> ClusteringResult:
     """Reduce, cluster and score precomputed embeddings (everything after the store).
 
     Args:
@@ -321,7 +323,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         n_components: Clustering input dimension when reducing.
         map: Reducer for the 2-D map (``auto`` = umap if installed, else tsne; or pca, tsne, umap).
         method: Clusterer name (see :data:`imgclust.cluster.CLUSTERERS`) or an estimator.
-        k: Number of clusters, ``"auto"`` to sweep and pick by silhouette, or ``None`` for methods
+        k: Number of clusters, ``"auto"`` to sweep and pick by ``k_criterion``, or ``None`` for methods
             that find their own (HDBSCAN).
         seeds: Repeat clustering with this many seeds; scores get ``_std``.
         random_state: Base seed.
@@ -335,6 +337,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
             block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
         views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
         view_index: Instead of ``views``: (N, V) row indices. columns: extra per-row table columns.
+        k_criterion: How ``k="auto"`` picks k (:data:`~imgclust.cluster.K_CRITERIA`: silhouette, stability, gap...).
 
     Returns:
         A :class:`~imgclust.rundir.ClusteringResult`.
@@ -349,6 +352,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     method_name = method if isinstance(method, str) else type(method).__name__
     params = dict(method_params or {})
     takes_k, k = check_k(method, k, n, method_name)
+    check_criterion(k_criterion)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -360,7 +364,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     if takes_k and k == "auto":
         t = time.perf_counter()
         sweep = sweep_k(X, method if isinstance(method, str) and method in _SWEEPABLE else "kmeans",
-                        random_state=random_state)
+                        random_state=random_state, criterion=k_criterion)
         k = sweep.best_k
         timings["k_sweep"] = time.perf_counter() - t
 
