@@ -305,6 +305,15 @@ def _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, ski
     return metrics
 
 
+def _auto_k(X, method, k, takes_k: bool, random_state: int, criterion: str):
+    """``(sweep, k)``: sweep k and pick it by ``criterion`` when it is ``"auto"``, else ``(None, k)``."""
+    if not (takes_k and k == "auto"):
+        return None, k
+    name = method if isinstance(method, str) and method in _SWEEPABLE else "kmeans"
+    sweep = sweep_k(X, name, random_state=random_state, criterion=criterion)
+    return sweep, sweep.best_k
+
+
 def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | None = None, *,
                        reduce: str = "pca", n_components: int = 50, map: str = "auto",
                        method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
@@ -360,12 +369,9 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings["reduce"] = time.perf_counter() - t
     if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
         params["spaces"] = widths
-    sweep = None
-    if takes_k and k == "auto":
-        t = time.perf_counter()
-        sweep = sweep_k(X, method if isinstance(method, str) and method in _SWEEPABLE else "kmeans",
-                        random_state=random_state, criterion=k_criterion)
-        k = sweep.best_k
+    t = time.perf_counter()
+    sweep, k = _auto_k(X, method, k, takes_k, random_state, k_criterion)
+    if sweep is not None:
         timings["k_sweep"] = time.perf_counter() - t
 
     t = time.perf_counter()
