@@ -5,6 +5,8 @@ Sets (all labelled, all offline):
 - ``cifar10``: the CIFAR-10 test set in ``../shared/datasets/cifar10-test`` (``--per-class`` images
   of each class in path order; 1000 = all 10,000).
 - ``digits``: scikit-learn's bundled handwritten digits as 32x32 PNGs (``quality_data.py``).
+- ``emoji``: 1,906 Noto emoji drawings in 9 Unicode categories, from the pinned npm package
+  ``emoji-datasource-google@16.0.0`` (``quality_data.py``; needs ``npm`` once).
 
 Every set is embedded through imgclust's store with each encoder (cached per encoder fingerprint,
 rows aligned by image: :func:`imgclust.pipeline.multi.embed_multi`). For each space choice (Lite0
@@ -160,14 +162,14 @@ def main(argv=None) -> dict:
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--encoders", default=",".join(LITES))
     ap.add_argument("--methods", default="kmeans,scan,temi,turtle")
-    ap.add_argument("--sets", default="cifar10,digits")
+    ap.add_argument("--sets", default="cifar10,digits,emoji")
     ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
     args = ap.parse_args(argv)
     import torch
 
-    from quality_data import digits_folder
+    from quality_data import digits_folder, emoji_folder
 
     torch.set_num_threads(args.threads)
     # BLAS/OpenMP (faiss k-means, numpy) too: on a busy 2-core box spin-waiting threads cost 10-40x.
@@ -175,12 +177,15 @@ def main(argv=None) -> dict:
 
     threadpool_limits(limits=args.threads)
     encoders, methods = args.encoders.split(","), args.methods.split(",")
-    folders = {"cifar10": (CIFAR, args.per_class), "digits": (digits_folder(args.data, args.digits_per_class or None),
-                                                              None)}
+    folders = {"cifar10": lambda: (CIFAR, args.per_class),
+               "digits": lambda: (digits_folder(args.data, args.digits_per_class or None), None),
+               "emoji": lambda: (emoji_folder(args.data), None)}
     res = {"load": f"loadavg {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores at start, torch threads "
                    f"{args.threads}", "seeds": args.seeds, "args": vars(args), "sets": {}}
     for name in args.sets.split(","):
-        folder, per = folders[name]
+        if name not in folders:
+            raise SystemExit(f"unknown set {name!r}; valid: {', '.join(folders)}")
+        folder, per = folders[name]()
         res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2))

@@ -16,6 +16,7 @@ from ._rows import is_lazy
 from .cluster import make_clusterer, needs_k, sweep_k
 from .cluster._scale import assign_batches
 from .cluster.registry import takes_param
+from .cluster.sweep import check_criterion
 from .errors import ImgclustError
 from .limits import ASSIGN_BATCH, MAP_FIT_ROWS, check_size
 from .metrics import aggregate_runs, confusion, external_scores, internal_scores, neighbor_accuracy
@@ -305,6 +306,15 @@ def _metrics(X0, X, labels, reduce, seeds, runs_int, runs_ext, truth, sweep, ski
     return metrics
 
 
+def _auto_k(X, method, k, takes_k: bool, random_state: int, criterion: str):
+    """``(sweep, k)``: sweep k and pick it by ``criterion`` when it is ``"auto"``, else ``(None, k)``."""
+    if not (takes_k and k == "auto"):
+        return None, k
+    name = method if isinstance(method, str) and method in _SWEEPABLE else "kmeans"
+    sweep = sweep_k(X, name, random_state=random_state, criterion=criterion)
+    return sweep, sweep.best_k
+
+
 def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | None = None, *,
                        reduce: str = "pca", n_components: int = 50, map: str = "auto",
                        method: str | Any = "kmeans", k: int | str | None = 10, seeds: int = 1,
@@ -312,7 +322,8 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
                        progress: bool = False, hashes: list[str] | None = None,
                        skipped: list[dict] | None = None, config: dict | None = None,
                        spaces: Sequence[int] | None = None, views: np.ndarray | None = None,
-                       view_index: np.ndarray | None = None, columns: dict | None = None) -> ClusteringResult:
+                       view_index: np.ndarray | None = None, columns: dict | None = None,
+                       k_criterion: str = "silhouette") -> ClusteringResult:
     """Reduce, cluster and score precomputed embeddings (everything after the store).
 
     Args:
@@ -322,7 +333,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
         n_components: Clustering input dimension when reducing.
         map: Reducer for the 2-D map (``auto`` = umap if installed, else tsne; or pca, tsne, umap).
         method: Clusterer name (see :data:`imgclust.cluster.CLUSTERERS`) or an estimator.
-        k: Number of clusters, ``"auto"`` to sweep and pick by silhouette, or ``None`` for methods
+        k: Number of clusters, ``"auto"`` to sweep and pick by ``k_criterion``, or ``None`` for methods
             that find their own (HDBSCAN).
         seeds: Repeat clustering with this many seeds; scores get ``_std``.
         random_state: Base seed.
@@ -336,6 +347,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
             block is reduced on its own, and methods that take ``spaces`` (TURTLE) get the reduced widths.
         views: (N, V, D) augmented views, reduced like the points, for a ``fit`` taking ``views`` (SCAN, TEMI).
         view_index: Instead of ``views``: (N, V) row indices. columns: extra per-row table columns.
+        k_criterion: How ``k="auto"`` picks k (:data:`~imgclust.cluster.K_CRITERIA`: silhouette, stability, gap...).
 
     Returns:
         A :class:`~imgclust.rundir.ClusteringResult`.
@@ -350,6 +362,7 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     method_name = method if isinstance(method, str) else type(method).__name__
     params = dict(method_params or {})
     takes_k, k = check_k(method, k, n, method_name)
+    check_criterion(k_criterion)
     timings: dict[str, float] = {}
 
     t = time.perf_counter()
@@ -357,12 +370,9 @@ def cluster_embeddings(embeddings: np.ndarray, records: Sequence[ImageRecord] | 
     timings["reduce"] = time.perf_counter() - t
     if widths is not None and isinstance(method, str) and takes_param(method, "spaces"):
         params["spaces"] = widths
-    sweep = None
-    if takes_k and k == "auto":
-        t = time.perf_counter()
-        sweep = sweep_k(X, method if isinstance(method, str) and method in _SWEEPABLE else "kmeans",
-                        random_state=random_state)
-        k = sweep.best_k
+    t = time.perf_counter()
+    sweep, k = _auto_k(X, method, k, takes_k, random_state, k_criterion)
+    if sweep is not None:
         timings["k_sweep"] = time.perf_counter() - t
 
     t = time.perf_counter()

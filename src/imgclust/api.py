@@ -14,6 +14,7 @@ from typing import Any, Sequence
 
 from .analyze import check_k, cluster_embeddings, validate_options
 from .augment import AUGMENT_MODES, augmented_set, embed_views, summarize, write_views
+from .cluster.sweep import check_criterion
 from .errors import ImgclustError
 from .pipeline.embed import EmbedResult, embed_images
 from .pipeline.multi import embed_multi, encoder_names
@@ -32,7 +33,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
                    out: str | os.PathLike | None = None, plots: bool = True, report: bool = True,
                    method_params: dict | None = None, progress: bool = False,
                    engine: str = "local", ray_address: str | None = None,
-                   augment: int = 0, augment_as: str = "both") -> ClusteringResult:
+                   augment: int = 0, augment_as: str = "both", k_criterion: str = "silhouette") -> ClusteringResult:
     """Cluster an image collection end to end (CLI: ``imgclust run``).
 
     Args:
@@ -65,12 +66,15 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         augment: Embed this many augmented views of every image (random resized crop, flip,
             colour jitter; deterministic per ``random_state``; see :mod:`imgclust.augment`).
         augment_as: ``both`` (extra points, and views for SCAN/TEMI), ``points`` or ``views``.
+        k_criterion: How ``k="auto"`` picks k: ``silhouette`` (default), ``stability``, ``gap``,
+            ``davies_bouldin`` or ``calinski_harabasz`` (see :func:`~imgclust.cluster.sweep_k`).
 
     Returns:
         A :class:`ClusteringResult`.
     """
     t0 = time.perf_counter()
     validate_options(method, reduce, map)
+    check_criterion(k_criterion)
     if augment and augment_as not in AUGMENT_MODES:
         raise ImgclustError(f"unknown --augment-as {augment_as!r}; valid: {', '.join(AUGMENT_MODES)}")
     records = discover(inputs, labels=labels)
@@ -88,7 +92,7 @@ def cluster_images(inputs: str | os.PathLike | Sequence[str | os.PathLike], enco
         method_params = {"engine": "ray", "ray_address": ray_address, **(method_params or {})}
     result = cluster_embeddings(**points, reduce=reduce, n_components=n_components, map=map,
                                 spaces=getattr(emb, "spaces", None),
-                                method=method, k=k, seeds=seeds, random_state=random_state,
+                                method=method, k=k, seeds=seeds, random_state=random_state, k_criterion=k_criterion,
                                 method_params=method_params, progress=progress, skipped=emb.skipped, config=config)
     if aug is not None:
         result.metrics["augment"] = summarize(result, aug, result.config.get("views_used", False))
@@ -131,7 +135,8 @@ def _write(result: ClusteringResult, out, plots: bool, report: bool, aug=None) -
 def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int | str | None = 10, *,
               reduce: str | None = None, n_components: int | None = None, seeds: int = 1,
               random_state: int = 0, out: str | os.PathLike | None = None, method_params: dict | None = None,
-              progress: bool = False, plots: bool = True, report: bool = True) -> ClusteringResult:
+              progress: bool = False, plots: bool = True, report: bool = True,
+              k_criterion: str = "silhouette") -> ClusteringResult:
     """Re-cluster an existing run from its saved embeddings, without touching the images.
 
     CLI: ``imgclust cluster --from RUN_DIR``. The 2-D map of the run is kept.
@@ -145,7 +150,7 @@ def recluster(run_dir: str | os.PathLike, method: str | Any = "kmeans", k: int |
     result = cluster_embeddings(run_embeddings(run), run_records(run),
                                 reduce=reduce or cfg.get("reduce", "pca"),
                                 n_components=n_components or cfg.get("n_components", 50),
-                                map=cfg.get("map", "auto"), method=method, k=k, seeds=seeds,
+                                map=cfg.get("map", "auto"), method=method, k=k, seeds=seeds, k_criterion=k_criterion,
                                 random_state=random_state, coords=coords, method_params=method_params,
                                 progress=progress, hashes=table.get("hash"), spaces=cfg.get("spaces"),
                                 skipped=run["metrics"].get("skipped", []),

@@ -112,7 +112,10 @@ DimsOpt = typer.Option(50, "--dims", help="Dimensions of the clustering input wh
 MapOpt = typer.Option("auto", "--map", help="2-D map: auto (umap), umap, tsne or pca.")
 MethodOpt = typer.Option("kmeans", "--method", "-m",
                          help="kmeans, kmedoids, hdbscan, agglomerative, spectral, scan, temi or turtle.")
-KOpt = typer.Option("10", "--k", "-k", help="Number of clusters, 'auto' (sweep, pick by silhouette) or 'none'.")
+KOpt = typer.Option("10", "--k", "-k", help="Number of clusters, 'auto' (sweep, pick by --k-criterion) or 'none'.")
+KCritOpt = typer.Option("silhouette", "--k-criterion",
+                        help="How --k auto picks k: silhouette (default), stability (half-split agreement, Lange "
+                             "et al. 2004), gap (Tibshirani 2001), davies_bouldin or calinski_harabasz.")
 SeedsOpt = typer.Option(1, "--seeds", help="Repeat clustering with N seeds; report mean and std.")
 SeedOpt = typer.Option(0, "--seed", help="Base random seed.")
 EpochsOpt = typer.Option(None, "--epochs", help="Training epochs for scan/temi heads.")

@@ -12,6 +12,7 @@ from ._common import (
     DimsOpt,
     EncoderOpt,
     EpochsOpt,
+    KCritOpt,
     KOpt,
     LrOpt,
     MapOpt,
@@ -37,6 +38,7 @@ def run(
     map: str = MapOpt,
     method: str = MethodOpt,
     k: str = KOpt,
+    k_criterion: str = KCritOpt,
     labels: Optional[str] = typer.Option(None, "--labels", help="folder (class = parent folder) or manifest."),
     seeds: int = SeedsOpt,
     seed: int = SeedOpt,
@@ -68,7 +70,8 @@ def run(
                             runtime=runtime, batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
                             method_params=head_params(epochs, batch_size, lr), progress=not quiet,
-                            engine=engine, ray_address=ray_address, augment=augment, augment_as=augment_as)
+                            engine=engine, ray_address=ray_address, augment=augment, augment_as=augment_as,
+                            k_criterion=k_criterion)
     print_summary(result, out)
 
 
@@ -78,6 +81,7 @@ def cluster(
     from_: Path = typer.Option(..., "--from", help="An existing run directory."),
     method: str = MethodOpt,
     k: str = KOpt,
+    k_criterion: str = KCritOpt,
     reduce: Optional[str] = typer.Option(None, "--reduce", help="Override the run's reducer."),
     dims: Optional[int] = typer.Option(None, "--dims", help="Override the run's clustering dimensions."),
     seeds: int = SeedsOpt,
@@ -94,7 +98,7 @@ def cluster(
     out = out or from_.with_name(f"{from_.name}-{method}")
     result = recluster(from_, method=method, k=parse_k(k), reduce=reduce, n_components=dims, seeds=seeds,
                        random_state=seed, out=out, method_params=head_params(epochs, batch_size, lr),
-                       progress=not quiet)
+                       progress=not quiet, k_criterion=k_criterion)
     print_summary(result, out)
 
 

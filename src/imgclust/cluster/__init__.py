@@ -11,10 +11,10 @@ import importlib
 
 from .classic import HDBSCAN, Agglomerative, KMeans, KMedoids, Spectral
 from .registry import CLUSTERERS, make_clusterer, needs_k
-from .sweep import KSweep, default_k_range, sweep_k
+from .sweep import K_CRITERIA, KSweep, default_k_range, sweep_k
 
 __all__ = ["CLUSTERERS", "make_clusterer", "KMeans", "KMedoids", "HDBSCAN", "Agglomerative", "Spectral",
-           "KSweep", "sweep_k", "default_k_range", "SCAN", "TEMI", "TURTLE", "needs_k"]
+           "KSweep", "sweep_k", "default_k_range", "K_CRITERIA", "SCAN", "TEMI", "TURTLE", "needs_k"]
 
 
 def __getattr__(name: str):
