@@ -64,9 +64,10 @@ def test_large_path_kmeans_and_scores_read_in_batches(sharded, monkeypatch):
     from imgclust.cluster import _validation
 
     monkeypatch.setattr(_validation, "ASSIGN_BATCH", 512)
+    from imgclust import limits
     from imgclust.cluster import _scale
 
-    monkeypatch.setattr(_scale, "ASSIGN_BATCH", 512)
+    monkeypatch.setattr(limits, "ASSIGN_BATCH", 512)  # _scale reads it at call time
     monkeypatch.setattr(_scale, "KMEANS_FULL_ROWS", 1000)  # trains on a 1000-row sample of the 3000
     km = KMeans(n_clusters=6, random_state=0).fit(lazy)  # never np.asarray(lazy)
     ref = KMeans(n_clusters=6, random_state=0).fit(X)
