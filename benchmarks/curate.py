@@ -199,11 +199,19 @@ def main() -> None:
     by_t = {}
     nn_orig = _nearest_original(X, paths, pairs, distract)
     print("nearest other CIFAR original, cosine percentiles 50/90/99/max:", nn_orig)
-    for th in (0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98):
-        group, _ = duplicate_groups(X, hashes, threshold=th)
-        by_t[str(th)] = {"groups": int(group.max() + 1), **pair_scores(group, paths, pairs, distract)}
-        s = by_t[str(th)]
-        print(f"threshold {th:.2f}: {s['groups']:4d} groups  recall {s['recall']:.3f}  precision "
+    from imgclust.explore._phash import phashes
+
+    t = time.perf_counter()
+    codes = phashes(paths)
+    phash_s = time.perf_counter() - t
+    print(f"pHash of {len(paths)} images: {phash_s:.2f} s ({int(codes[1].sum())} hashed, the rest flat/unreadable)")
+    for th, use in itertools.product((0.8, 0.85, 0.88, 0.9, 0.92, 0.94, 0.95, 0.96, 0.97, 0.98), (False, True)):
+        group, _ = duplicate_groups(X, hashes, threshold=th, phash=codes if use else None)
+        key = f"{th}+phash" if use else str(th)
+        by_t[key] = {"groups": int(group.max() + 1), **pair_scores(group, paths, pairs, distract)}
+        s = by_t[key]
+        print(f"threshold {th:.2f}{' + pHash' if use else '        '}: {s['groups']:4d} groups  recall "
+              f"{s['recall']:.3f}  precision "
               f"{s['precision']:.3f}  by kind {json.dumps({k: round(v, 3) for k, v in s['recall_by_kind'].items()})}"
               f"  CIFAR original pairs grouped {s['original_pairs_grouped']}, distractor pairs "
               f"{s['distractor_pairs_grouped']}")
@@ -224,6 +232,7 @@ def main() -> None:
           f"{len(paths)} images; load average {load:.1f} on {os.cpu_count()} cores")
     result = {"n_images": len(paths), "copies": len(pairs), "distractors": len(distract), "by_threshold": by_t,
               "nearest_original_cosine_p50_p90_p99_max": nn_orig, "find_duplicates_s": round(dup_s, 3),
+              "phash_s": round(phash_s, 3),
               "find_outliers_s": round(out_s, 3), "outliers": out_rank,
               "embed_and_cluster_s": round(embed_s, 1), "load_average": load, "cpus": os.cpu_count(),
               "scale": [scale(int(n), args.work) for n in args.scale.split(",") if n.strip()]}

@@ -181,7 +181,9 @@ def test_on_images_end_to_end_with_report_and_cli(tmp_path):
     res2 = cluster_images([str(images)], encoder="pixels", k=3, labels="folder", map="pca",
                           cache_dir=tmp_path / "cache", out=run2, plots=False, report=False, progress=False)
     idx = {Path(p).name: i for i, p in enumerate(res2.paths)}
-    dup = find_duplicates(run2, threshold=0.98, keep="largest")
+    # The fixture's images are plain generated shapes, which a 63-bit pHash cannot tell apart within a
+    # class; this test is about the cosine threshold and the representative, so pHash links are off.
+    dup = find_duplicates(run2, threshold=0.98, keep="largest", phash=False)
     group = next(g for g in dup.groups if idx[src.name] in g["members"])
     assert set(group["members"]) == {idx[src.name], idx["copy_exact.png"], idx["copy_big.png"]}
     assert group["representative"] == idx["copy_big.png"]  # most pixels
@@ -195,7 +197,7 @@ def test_on_images_end_to_end_with_report_and_cli(tmp_path):
     assert [o["i"] for o in data["curation"]["outliers"]["top"]][:5] == out.indices[:5]
 
     runner = CliRunner()
-    r = runner.invoke(app, ["duplicates", str(run2), "--threshold", "0.98", "--no-report"])
+    r = runner.invoke(app, ["duplicates", str(run2), "--threshold", "0.98", "--no-phash", "--no-report"])
     assert r.exit_code == 0, r.output
     assert f"{dup.n_groups} duplicate groups" in " ".join(r.output.split())
     r = runner.invoke(app, ["outliers", str(run2), "--top", "3", "--no-report"])
@@ -217,9 +219,9 @@ CIFAR = Path(__file__).resolve().parents[1].parent / "shared" / "datasets" / "ci
 @pytest.mark.timeout(900)
 @pytest.mark.skipif(not CIFAR.is_dir(), reason=f"CIFAR-10 folder not found at {CIFAR}")
 def test_cifar_near_duplicates_recall_and_precision(tmp_path):
-    """Re-saved (JPEG q90), upscaled (2x) and 1-pixel-border-cropped copies of real photos, EfficientNet-Lite0.
+    """Re-encoded (JPEG q90/q50/q30), resized (2x, 0.75x) and cropped (1-2 px) copies of real 32-px photos.
 
-    (benchmarks/curate.py measures the harder ones too: JPEG q50/q30 of a 32-px image, 0.75x, 2-px crops.)
+    The issue's target: recall >= 0.95 at precision >= 0.95 with the defaults (cosine 0.9 + pHash links).
     """
     import itertools
 
@@ -229,16 +231,14 @@ def test_cifar_near_duplicates_recall_and_precision(tmp_path):
     folder.mkdir()
     originals = [p for c in sorted(CIFAR.iterdir()) for p in sorted(c.glob("*.jpg"))[:30]]
     copies = {}
+    edits = [("jpg", lambda im: im, 90), ("jpg", lambda im: im, 50), ("jpg", lambda im: im, 30),
+             ("png", lambda im: im.resize((64, 64), Image.BICUBIC), None),
+             ("png", lambda im: im.resize((24, 24), Image.BICUBIC), None),
+             ("png", lambda im: im.crop((1, 1, 31, 31)), None), ("png", lambda im: im.crop((2, 2, 30, 30)), None)]
     for j, src in enumerate(originals[::3]):
-        im = Image.open(src).convert("RGB")
-        kind = j % 3
-        dst = folder / f"copy{j:03d}.{'jpg' if kind == 0 else 'png'}"
-        if kind == 0:
-            im.save(dst, quality=90)
-        elif kind == 1:
-            im.resize((64, 64), Image.BICUBIC).save(dst)
-        else:
-            im.crop((1, 1, 31, 31)).save(dst)
+        ext, edit, quality = edits[j % len(edits)]
+        dst = folder / f"copy{j:03d}.{ext}"
+        edit(Image.open(src).convert("RGB")).save(dst, **({"quality": quality} if quality else {}))
         copies[str(dst)] = str(src)
     run = tmp_path / "run"
     res = cluster_images([str(p) for p in originals] + [str(folder)], k=10, map="pca", cache_dir=tmp_path / "cache",
@@ -277,3 +277,58 @@ def test_a_sampled_report_shows_every_curation_member_with_whole_counts(tmp_path
     top = [int(rows[o["i"]]) for o in cur["outliers"]["top"]]
     assert top == list(out.indices[:len(top)]) and len(top) == min(len(X), 120)
     assert max(max(g["members"]) for g in cur["duplicates"]["groups"]) < data["n"]
+
+
+def _texture(seed: int, size: int = 64) -> Image.Image:
+    """A smooth random colour texture (distinct per seed, like a photo's low frequencies)."""
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    a = gaussian_filter(rng.normal(size=(size, size, 3)), (4, 4, 0))
+    a = (a - a.min()) / (a.max() - a.min()) * 255
+    return Image.fromarray(a.astype(np.uint8))
+
+
+def test_phash_survives_heavy_reencoding_and_resizing_but_separates_distinct_images(tmp_path):
+    from imgclust.explore._phash import hamming, phashes
+
+    paths, pairs = [], []
+    for i in range(30):
+        im = _texture(i)
+        im.save(tmp_path / f"o{i}.png")
+        oi = len(paths)
+        paths.append(str(tmp_path / f"o{i}.png"))
+        for kind, dst in (("q30", tmp_path / f"c{i}_q30.jpg"), ("small", tmp_path / f"c{i}_small.png")):
+            (im if kind == "q30" else im.resize((48, 48), Image.BICUBIC)).save(dst, **({"quality": 30} if
+                                                                                    kind == "q30" else {}))
+            pairs.append((oi, len(paths)))
+            paths.append(str(dst))
+    Image.new("RGB", (64, 64), (200, 30, 30)).save(tmp_path / "flat.png")
+    codes, valid = phashes([*paths, str(tmp_path / "flat.png")])
+    assert valid[:-1].all() and not valid[-1]  # a flat image gets no hash (it would collide with every flat one)
+    a, b = np.array(pairs).T
+    assert hamming(codes, a, b).max() <= 8
+    o = np.arange(0, len(paths), 3)
+    ia, ib = np.triu_indices(len(o), 1)
+    assert hamming(codes, o[ia], o[ib]).min() > 8
+
+
+def test_phash_links_groups_the_cosine_misses(tmp_path):
+    """Copies at cosine 0.7 (below every cosine threshold) are grouped only through their pHash."""
+    from imgclust.explore._phash import phashes
+
+    rng = np.random.default_rng(0)
+    paths, X = [], []
+    for i in range(20):
+        _texture(100 + i).save(tmp_path / f"o{i}.png")
+        _texture(100 + i).save(tmp_path / f"c{i}.jpg", quality=40)
+        v = _unit(rng.normal(size=32))
+        w = _unit(0.7 * v + np.sqrt(1 - 0.49) * _unit(rng.normal(size=32)))
+        paths += [str(tmp_path / f"o{i}.png"), str(tmp_path / f"c{i}.jpg")]
+        X += [v, w]
+    X = np.asarray(X, np.float32)
+    plain, _ = duplicate_groups(X, threshold=0.9)
+    assert (plain < 0).all()
+    group, _ = duplicate_groups(X, threshold=0.9, phash=phashes(paths))
+    assert sorted(tuple(np.flatnonzero(group == g)) for g in range(group.max() + 1)) == [
+        (2 * i, 2 * i + 1) for i in range(20)]

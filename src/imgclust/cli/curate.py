@@ -20,6 +20,8 @@ def duplicates(
     keep: str = typer.Option("central", "--keep", help="Representative kept per group: central (most similar to "
                                                        "the rest), largest (most pixels) or first."),
     exact_only: bool = typer.Option(False, "--exact-only", help="Only byte-identical files (content hash)."),
+    phash: bool = typer.Option(True, "--phash/--no-phash", help="Also link images by a perceptual hash of their "
+                               "pixels (finds heavy JPEG re-encodes and downscales the cosine misses)."),
     show: int = typer.Option(10, "--show", help="Groups listed here (all are in duplicates.parquet)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not rebuild report.html."),
 ):
@@ -29,7 +31,7 @@ def duplicates(
     from ..explore.curate import find_duplicates
     from ..progress import console
 
-    res = find_duplicates(run_dir, threshold=threshold, k=k, keep=keep, exact_only=exact_only,
+    res = find_duplicates(run_dir, threshold=threshold, k=k, keep=keep, exact_only=exact_only, phash=phash,
                           report=not no_report)
     con = console()
     n_exact = sum(g["kind"] == "exact" for g in res.groups)

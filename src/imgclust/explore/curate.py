@@ -31,7 +31,7 @@ from ..rundir import load_run, run_embeddings
 from ._curate_io import row_hashes, write_duplicates, write_outliers
 
 __all__ = ["DuplicatesResult", "OutliersResult", "find_duplicates", "find_outliers", "duplicate_groups",
-           "outlier_scores", "KEEP", "DEFAULT_THRESHOLD"]
+           "outlier_scores", "KEEP", "DEFAULT_THRESHOLD", "PHASH_RULES"]
 
 KEEP = ("central", "largest", "first")
 _SCAN_THRESHOLDS = (0.8, 0.85, 0.9, 0.95, 0.98, 0.995)
@@ -103,9 +103,38 @@ def _components(n: int, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     return connected_components(g, directed=False)[1]
 
 
+# pHash links: within ``radius`` bits (cosine >= ``floor``), or ``confirm_bits`` at cosine >= ``confirm_cosine``
+PHASH_RULES = {"radius": 8, "floor": 0.5, "confirm_bits": 16, "confirm_cosine": 0.8}
+
+
+def _phash_links(Xu: np.ndarray, phash, first: np.ndarray, src: np.ndarray, idx: np.ndarray, sims: np.ndarray):
+    """``(extra_ok, rows, cols)``: kNN pairs a pHash confirms, and pHash-neighbour pairs (distinct rows)."""
+    empty = np.zeros(0, np.int64)
+    if phash is None or not len(first):
+        return np.zeros(idx.size, bool), empty, empty
+    from ._phash import hamming, hamming_neighbors
+
+    codes, valid = np.asarray(phash[0])[first], np.asarray(phash[1], bool)[first]
+    r = PHASH_RULES
+    dst = np.where(idx.ravel() >= 0, idx.ravel(), 0).astype(np.int64)
+    both = valid[src] & valid[dst]
+    close = np.zeros(idx.size, bool)
+    close[both] = hamming(codes, src[both], dst[both]) <= r["confirm_bits"]
+    extra_ok = close & (sims.ravel() >= r["confirm_cosine"])
+    hr, hc = hamming_neighbors(codes, valid, r["radius"])
+    Xn = Xu / np.maximum(np.linalg.norm(Xu, axis=1, keepdims=True), 1e-12)
+    keep = np.einsum("ij,ij->i", Xn[hr], Xn[hc]) >= r["floor"] if len(hr) else np.zeros(0, bool)
+    return extra_ok, hr[keep], hc[keep]
+
+
 def duplicate_groups(X: np.ndarray, hashes: list[str | None] | None = None, *, threshold: float = DEFAULT_THRESHOLD,
-                     k: int = 10, scan: tuple[float, ...] = ()) -> tuple[np.ndarray, dict]:
-    """Group rows that are exact (same hash) or near (cosine >= ``threshold``) duplicates.
+                     k: int = 10, scan: tuple[float, ...] = (), phash=None) -> tuple[np.ndarray, dict]:
+    """Group rows that are exact (same hash) or near (cosine >= ``threshold``, or by pHash) duplicates.
+
+    With ``phash`` (``(codes, valid)`` from :func:`imgclust.explore._phash.phashes`), two more links
+    (:data:`PHASH_RULES`): pHashes within ``radius`` bits (and cosine >= ``floor``), or within
+    ``confirm_bits`` bits when the cosine is at least ``confirm_cosine``. On CIFAR-10 this finds JPEG
+    q30-q50 and 0.75x copies that the cosine alone misses, with no distinct pair linked.
 
     Args:
         X: (N, D) embeddings.
@@ -113,6 +142,7 @@ def duplicate_groups(X: np.ndarray, hashes: list[str | None] | None = None, *, t
         threshold: Cosine similarity at or above which two images are near duplicates.
         k: Neighbours searched per distinct image (faiss; N x k memory).
         scan: Other thresholds to count groups at (from the same neighbour search).
+        phash: Optional perceptual hashes of the rows, ``(codes (N, 8) uint8, valid (N,) bool)``.
 
     Returns:
         ``(group, counts)``: per row its group id (``-1`` when it has no duplicate; groups are
@@ -129,10 +159,12 @@ def duplicate_groups(X: np.ndarray, hashes: list[str | None] | None = None, *, t
     if m >= 2 and k >= 1:
         idx, sims = knn(X[first], k)
     src = np.repeat(np.arange(m), idx.shape[1])
+    extra_ok, hr, hc = _phash_links(X[first], phash, first, src, idx, sims)
 
     def groups_at(t: float) -> np.ndarray:
-        ok = (sims.ravel() >= t) & (idx.ravel() >= 0)
-        comp_u = _components(m, src[ok], idx.ravel()[ok]) if m else np.zeros(0, np.int64)
+        ok = ((sims.ravel() >= t) | extra_ok) & (idx.ravel() >= 0)
+        rows, cols = np.concatenate([src[ok], hr]), np.concatenate([idx.ravel()[ok], hc])
+        comp_u = _components(m, rows, cols) if m else np.zeros(0, np.int64)
         comp = comp_u[inverse]
         ids, counts = np.unique(comp, return_counts=True)
         big = ids[counts >= 2][np.argsort(-counts[counts >= 2], kind="stable")]
@@ -191,7 +223,8 @@ def _pixel_count(paths: list[str]):
 
 
 def find_duplicates(run_dir: str | os.PathLike, *, threshold: float = DEFAULT_THRESHOLD, k: int = 10,
-                    keep: str = "central", exact_only: bool = False, report: bool = True) -> DuplicatesResult:
+                    keep: str = "central", exact_only: bool = False, phash: bool = True,
+                    report: bool = True) -> DuplicatesResult:
     """Exact (same content hash) and near (cosine >= ``threshold``) duplicates of a run's images.
 
     Args:
@@ -204,6 +237,9 @@ def find_duplicates(run_dir: str | os.PathLike, *, threshold: float = DEFAULT_TH
         keep: Representative of each group: ``central`` (most similar to the rest), ``largest``
             (most pixels, then bytes) or ``first`` (first in the run's order).
         exact_only: Only content-hash duplicates (no similarity search).
+        phash: Also link images by a perceptual hash of their pixels (:data:`PHASH_RULES`), which
+            catches heavy re-encodes and downscales; needs the image files (unreadable ones are left
+            to the cosine test).
         report: Rebuild ``report.html`` with the duplicate groups.
 
     Returns:
@@ -222,13 +258,19 @@ def find_duplicates(run_dir: str | os.PathLike, *, threshold: float = DEFAULT_TH
     cols = run["table"].to_pydict()
     paths = [str(p) for p in cols["path"]]
     hashes = row_hashes(cols)
+    codes = None
+    if phash and not exact_only:
+        from ._phash import phashes
+
+        codes = phashes(paths)
     group, counts = duplicate_groups(X, hashes, threshold=threshold, k=0 if exact_only else k,
-                                     scan=() if exact_only else _SCAN_THRESHOLDS)
+                                     scan=() if exact_only else _SCAN_THRESHOLDS, phash=codes)
     groups = _groups(group, X, hashes, keep, _pixel_count(paths))
     seconds = time.perf_counter() - t0
     res = DuplicatesResult(table=None, groups=groups, threshold=float(threshold), n_images=len(paths),
                            by_threshold=counts, seconds=seconds)
-    settings = {"threshold": float(threshold), "k": int(k), "keep": keep, "exact_only": bool(exact_only)}
+    settings = {"threshold": float(threshold), "k": int(k), "keep": keep, "exact_only": bool(exact_only),
+                "phash": dict(PHASH_RULES) if codes is not None else None}
     res.table, res.path = write_duplicates(Path(run_dir), cols, res, settings)
     if report:
         _rebuild_report(run_dir)
