@@ -26,7 +26,6 @@ Writes ``benchmarks/results/quality.json`` and ``quality.md``. This is a script,
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -187,10 +186,9 @@ def main(argv=None) -> dict:
             raise SystemExit(f"unknown set {name!r}; valid: {', '.join(folders)}")
         folder, per = folders[name]()
         res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2))
-    (RESULTS / f"{args.name}.md").write_text(to_markdown(res))
-    print(to_markdown(res))
+    from quality_data import save_results
+
+    save_results(RESULTS, args.name, res, to_markdown(res))
     return res
 
 

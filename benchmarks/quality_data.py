@@ -97,3 +97,11 @@ def emoji_folder(root: str | Path) -> Path:
             im.save(folder / e["image"])
     done.write_text("ok\n")
     return out
+
+
+def save_results(results_dir: Path, name: str, res: dict, markdown: str) -> None:
+    """Write ``<name>.json`` and ``<name>.md`` under ``results_dir`` and print the table."""
+    results_dir.mkdir(parents=True, exist_ok=True)
+    (results_dir / f"{name}.json").write_text(json.dumps(res, indent=2))
+    (results_dir / f"{name}.md").write_text(markdown)
+    print(markdown)

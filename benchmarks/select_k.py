@@ -23,7 +23,6 @@ Writes ``benchmarks/results/select_k.json`` and ``select_k.md``. This is a scrip
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -141,10 +140,9 @@ def main(argv=None) -> dict:
         folder, per = folders[name]()
         res["sets"][name] = bench_set(name, folder, per, list(range(lo, hi + 1)), args.encoder, args.dims)
     res["load_end"] = f"loadavg {os.getloadavg()[0]:.1f} at the end"
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(res, indent=2))
-    (RESULTS / f"{args.name}.md").write_text(to_markdown(res))
-    print(to_markdown(res))
+    from quality_data import save_results
+
+    save_results(RESULTS, args.name, res, to_markdown(res))
     return res
 
 
