@@ -25,7 +25,7 @@ def duplicates(
     show: int = typer.Option(10, "--show", help="Groups listed here (all are in duplicates.parquet)."),
     no_report: bool = typer.Option(False, "--no-report", help="Do not rebuild report.html."),
 ):
-    """Exact (same content hash) and near (cosine >= --threshold) duplicate groups, one representative each."""
+    """Exact (same content hash) and near (cosine >= --threshold, or pHash) duplicate groups, one kept per group."""
     from rich.table import Table
 
     from ..explore.curate import find_duplicates
@@ -34,9 +34,10 @@ def duplicates(
     res = find_duplicates(run_dir, threshold=threshold, k=k, keep=keep, exact_only=exact_only, phash=phash,
                           report=not no_report)
     con = console()
+    by_hash = " or by pHash" if phash and not exact_only else ""
     n_exact = sum(g["kind"] == "exact" for g in res.groups)
     con.print(f"{res.n_images} images: {res.n_groups} duplicate groups ({n_exact} exact, {res.n_groups - n_exact} "
-              f"near at cosine >= {threshold:g}); {res.n_removable} removable keeping one per group "
+              f"near at cosine >= {threshold:g}{by_hash}); {res.n_removable} removable keeping one per group "
               f"({res.seconds:.2f} s)", highlight=False, soft_wrap=True)
     if res.by_threshold:
         con.print("groups per threshold: " + ", ".join(f">= {t:g}: {c}" for t, c in res.by_threshold.items()),

@@ -5,10 +5,11 @@ grows as N x k, never N x N.
 
 - :func:`find_duplicates`: files with the same content hash are exact duplicates; images whose
   cosine similarity is at least ``threshold`` (among each image's ``k`` nearest neighbours) are
-  near duplicates. Linked images form a group (connected components, so A~B and B~C put A, B, C
-  together) with one representative to keep. Written to ``duplicates.parquet`` (one row per
-  grouped image), ``duplicates.json`` (summary, groups per threshold) and ``duplicates_remove.txt``
-  (the non-representatives, one path per line).
+  near duplicates, and so are images whose perceptual hashes agree (:data:`PHASH_RULES`,
+  :mod:`imgclust.explore._phash`). Linked images form a group (connected components, so A~B
+  and B~C put A, B, C together) with one representative to keep. Written to
+  ``duplicates.parquet`` (one row per grouped image), ``duplicates.json`` (summary, groups per
+  threshold) and ``duplicates_remove.txt`` (the non-representatives, one path per line).
 - :func:`find_outliers`: the mean cosine distance to the ``k`` nearest neighbours (global
   sparsity) and the local outlier factor computed from the same neighbours (density relative to
   the neighbours' own density: an image slightly off a very tight group scores high even when a
