@@ -11,8 +11,10 @@ Sets (all labelled, all offline):
 Every set is embedded through imgclust's store with each encoder (cached per encoder fingerprint,
 rows aligned by image: :func:`imgclust.pipeline.multi.embed_multi`). For each space choice (Lite0
 alone; Lite0+Lite1(+Lite2) side by side) each method runs with ``--seeds`` seeds; ACC/NMI/ARI are
-reported as mean +- std with seconds per seed. SCAN and TEMI take the concatenated vectors; TURTLE
-takes the spaces separately. A 5-fold logistic-regression probe is the supervised ceiling.
+reported as mean +- std with seconds per seed. Every method gets what ``imgclust run --reduce pca
+--n-components N`` gives it: each encoder's top ``--n-components`` principal axes, side by side
+(k-means, SCAN and TEMI see the concatenation; TURTLE takes the blocks as separate spaces).
+A 5-fold logistic-regression probe is the supervised ceiling.
 Label-free model selection: the method whose clusters have the best silhouette in a UMAP map of
 the Lite0 vectors is "picked"; we report whether it is the best by ACC.
 
@@ -63,14 +65,24 @@ def load_spaces(folder: Path, per_class: int | None, encoders: list[str]):
     return [emb.embeddings[:, a:b] for a, b in zip(edges[:-1], edges[1:])], y
 
 
-def _fit(method: str, spaces: list[np.ndarray], k: int, seed: int):
+def clustering_input(spaces: list[np.ndarray], n_components: int) -> tuple[np.ndarray, list[int] | None]:
+    """What ``imgclust run --reduce pca --n-components N`` clusters: each encoder's PCA, side by side."""
+    from imgclust.analyze import reduce_spaces
+
+    X0 = np.hstack(spaces) if len(spaces) > 1 else spaces[0]
+    widths = [s.shape[1] for s in spaces] if len(spaces) > 1 else None
+    reduce = "pca" if n_components else "none"
+    X, reduced = reduce_spaces(X0, widths, reduce, n_components, 0)
+    return np.ascontiguousarray(X, np.float32), reduced or [X.shape[1]]
+
+
+def _fit(method: str, X: np.ndarray, widths: list[int], k: int, seed: int):
     from imgclust.cluster import make_clusterer
 
-    X = np.hstack(spaces) if len(spaces) > 1 else spaces[0]
     if method == "kmeans":
         est = make_clusterer("kmeans", n_clusters=k, random_state=seed, n_init=10)
     elif method == "turtle":
-        est = make_clusterer("turtle", n_clusters=k, random_state=seed, spaces=[s.shape[1] for s in spaces])
+        est = make_clusterer("turtle", n_clusters=k, random_state=seed, spaces=widths)
     else:
         est = make_clusterer(method, n_clusters=k, random_state=seed)
     t = time.perf_counter()
@@ -78,13 +90,13 @@ def _fit(method: str, spaces: list[np.ndarray], k: int, seed: int):
     return np.asarray(est.labels_), time.perf_counter() - t
 
 
-def run_method(method, spaces, y, seeds: int) -> dict:
+def run_method(method, X, widths, y, seeds: int) -> dict:
     """Mean/std of ACC, NMI, ARI over seeds, seconds per seed, and the first seed's labels."""
     from imgclust.metrics import external_scores
 
     scores, secs, first = [], [], None
     for s in range(seeds):
-        labels, sec = _fit(method, spaces, len(np.unique(y)), s)
+        labels, sec = _fit(method, X, widths, len(np.unique(y)), s)
         first = labels if first is None else first
         scores.append(external_scores(y, labels))
         secs.append(sec)
@@ -118,17 +130,20 @@ def label_free_pick(spaces0, results: dict) -> dict:
             "picked_acc": results[picked]["acc"], "best_acc": results[best]["acc"]}
 
 
-def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: list[str], seeds: int) -> dict:
+def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: list[str], seeds: int,
+              n_components: int = 128, each: bool = False) -> dict:
     print(f"== {name}: embedding with {', '.join(encoders)}", flush=True)
     spaces, y = load_spaces(folder, per_class, encoders)
-    out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders, "results": {}}
-    # Each encoder alone (Lite0 vs Lite1 vs Lite2), then all of them together.
-    choices = [(e.removeprefix("efficientnet-"), [sp]) for e, sp in zip(encoders, spaces)]
+    out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders,
+                 "n_components": n_components, "results": {}}
+    # The first encoder alone (every encoder alone with each=True), then all of them together.
+    choices = [(e.removeprefix("efficientnet-"), [sp]) for e, sp in zip(encoders, spaces)][:None if each else 1]
     choices += [("multi", spaces)] if len(spaces) > 1 else []
     for label, use in choices:
+        X, widths = clustering_input(use, n_components)
         for m in methods:
             print(f"  {label}", flush=True)
-            out["results"][f"{m}@{label}"] = run_method(m, use, y, seeds)
+            out["results"][f"{m}@{label}"] = run_method(m, X, widths, y, seeds)
         out[f"probe@{label}"] = linear_probe(use, y)
     out["selection"] = label_free_pick(spaces, out["results"])
     for r in out["results"].values():
@@ -138,7 +153,8 @@ def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: 
 
 def to_markdown(res: dict) -> str:
     lines = [f"Load: {res['load']}. Seeds: {res['seeds']}. Lite0 = efficientnet-lite0; multi = "
-             "the encoders listed, side by side (TURTLE: as separate spaces).", ""]
+             "the encoders listed, side by side (TURTLE: as separate spaces). Input: each encoder's "
+             f"PCA-{res['args'].get('n_components', 0) or 'none'}, as `imgclust run --reduce pca`.", ""]
     for name, s in res["sets"].items():
         lines += [f"### {name} ({s['n']} images, k = {s['k']}; multi = {' + '.join(s['encoders'])})", "",
                   "| method | space | ACC | NMI | ARI | s/seed |", "|---|---|---|---|---|---|"]
@@ -164,6 +180,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--sets", default="cifar10,digits,emoji")
     ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--n-components", type=int, default=128,
+                    help="PCA components per encoder (as imgclust run --reduce pca --n-components); 0 = raw.")
+    ap.add_argument("--each", action="store_true", help="Also run every encoder alone (default: the first only).")
     ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
     args = ap.parse_args(argv)
     import torch
@@ -185,7 +204,8 @@ def main(argv=None) -> dict:
         if name not in folders:
             raise SystemExit(f"unknown set {name!r}; valid: {', '.join(folders)}")
         folder, per = folders[name]()
-        res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds)
+        res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds,
+                                     args.n_components, args.each)
     from quality_data import save_results
 
     save_results(RESULTS, args.name, res, to_markdown(res))
