@@ -130,22 +130,29 @@ def label_free_pick(spaces0, results: dict) -> dict:
             "picked_acc": results[picked]["acc"], "best_acc": results[best]["acc"]}
 
 
+def space_choices(encoders: list[str], blocks: list[np.ndarray], which: str) -> list[tuple[str, list]]:
+    """``(label, blocks)`` to cluster: ``first`` (the first encoder alone), ``each`` (every one alone), ``multi``."""
+    want = {w.strip() for w in which.split(",") if w.strip()}
+    if not want or want - {"first", "each", "multi"}:
+        raise SystemExit(f"--spaces takes first, each and/or multi (got {which!r})")
+    alone = [(e.removeprefix("efficientnet-"), [b]) for e, b in zip(encoders, blocks)]
+    out = alone if "each" in want else alone[:1] if "first" in want else []
+    return out + ([("multi", blocks)] if "multi" in want and len(blocks) > 1 else [])
+
+
 def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: list[str], seeds: int,
-              n_components: int = 128, each: bool = False) -> dict:
+              n_components: int = 128, which: str = "first,multi") -> dict:
     print(f"== {name}: embedding with {', '.join(encoders)}", flush=True)
-    spaces, y = load_spaces(folder, per_class, encoders)
+    blocks, y = load_spaces(folder, per_class, encoders)
     out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders,
                  "n_components": n_components, "results": {}}
-    # The first encoder alone (every encoder alone with each=True), then all of them together.
-    choices = [(e.removeprefix("efficientnet-"), [sp]) for e, sp in zip(encoders, spaces)][:None if each else 1]
-    choices += [("multi", spaces)] if len(spaces) > 1 else []
-    for label, use in choices:
+    for label, use in space_choices(encoders, blocks, which):
         X, widths = clustering_input(use, n_components)
         for m in methods:
             print(f"  {label}", flush=True)
             out["results"][f"{m}@{label}"] = run_method(m, X, widths, y, seeds)
         out[f"probe@{label}"] = linear_probe(use, y)
-    out["selection"] = label_free_pick(spaces, out["results"])
+    out["selection"] = label_free_pick(blocks, out["results"])
     for r in out["results"].values():
         r.pop("_labels")
     return out
@@ -182,7 +189,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-components", type=int, default=128,
                     help="PCA components per encoder (as imgclust run --reduce pca --n-components); 0 = raw.")
-    ap.add_argument("--each", action="store_true", help="Also run every encoder alone (default: the first only).")
+    ap.add_argument("--spaces", default="first,multi",
+                    help="Space choices: first (the first encoder alone), each (every encoder alone), multi (all).")
     ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
     args = ap.parse_args(argv)
     import torch
@@ -205,7 +213,7 @@ def main(argv=None) -> dict:
             raise SystemExit(f"unknown set {name!r}; valid: {', '.join(folders)}")
         folder, per = folders[name]()
         res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds,
-                                     args.n_components, args.each)
+                                     args.n_components, args.spaces)
     from quality_data import save_results
 
     save_results(RESULTS, args.name, res, to_markdown(res))

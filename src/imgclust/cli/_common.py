@@ -106,7 +106,9 @@ def print_summary(result, out: Path | None) -> None:
 
 EncoderOpt = typer.Option("efficientnet-lite0", "--encoder", "-e",
                           help="Encoder name (see `imgclust encoders`) or hf:<hub id or local dir>; several, "
-                          "comma-separated (efficientnet-lite0,efficientnet-lite1), cluster on all their spaces.")
+                          "comma-separated (efficientnet-lite0,efficientnet-lite1), cluster on all their spaces. "
+                          "Append +flip to any name to average each image's vector with its mirror's "
+                          "(efficientnet-lite0+flip: 2x the embedding time, its own cache).")
 ReduceOpt = typer.Option("pca", "--reduce", help="Reduce before clustering: umap, pca, tsne or none.")
 DimsOpt = typer.Option(50, "--dims", help="Dimensions of the clustering input when reducing.")
 MapOpt = typer.Option("auto", "--map", help="2-D map: auto (umap), umap, tsne or pca.")

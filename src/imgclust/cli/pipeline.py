@@ -122,7 +122,8 @@ def encoders():
 
     from ..encoders import list_encoders
 
-    t = Table(title="imgclust encoders (hf:<hub id or dir> loads any other transformers checkpoint)")
+    t = Table(title="imgclust encoders (hf:<hub id or dir> loads any other transformers checkpoint; "
+                    "NAME+flip averages each image with its mirror)")
     for col in ("name", "dim", "family", "text", "weights here", "description"):
         t.add_column(col)
     for e in list_encoders():

@@ -97,7 +97,11 @@ FACTORIES: dict[str, str] = {
 
 
 def get_spec(name: str) -> EncoderSpec:
-    """The spec of a registered name, or of ``hf:<hub id or local dir>``."""
+    """The spec of a registered name, or of ``hf:<hub id or local dir>``; ``+flip`` = mirror-averaged."""
+    from .tta import FLIP_SUFFIX, flip_spec
+
+    if name.endswith(FLIP_SUFFIX) and len(name) > len(FLIP_SUFFIX):
+        return flip_spec(get_spec(name[:-len(FLIP_SUFFIX)]))
     if name in ENCODERS:
         return ENCODERS[name]
     if name.startswith("hf:") and len(name) > 3:
@@ -110,7 +114,7 @@ def get_spec(name: str) -> EncoderSpec:
             extra = (("mtime", str(_dir_mtime(weights))),)
         return EncoderSpec(name=name, family="hf", weights=weights, image_size=0, pooling="auto",
                            dim=0, description="any transformers vision checkpoint", extra=extra)
-    valid = ", ".join(list(ENCODERS) + ["hf:<model id or local dir>"])
+    valid = ", ".join(list(ENCODERS) + ["hf:<model id or local dir>"]) + " (any of them + '+flip')"
     raise ImgclustError(f"unknown encoder {name!r}; valid encoders: {valid}")
 
 
@@ -136,16 +140,21 @@ def create_encoder(name: str | EncoderSpec | Encoder = "efficientnet-lite0", dev
     """Build a ready-to-use encoder from a name, a spec, or pass an encoder through.
 
     Args:
-        name: Registry name, ``hf:<id or dir>``, an :class:`EncoderSpec` or an :class:`Encoder`.
+        name: Registry name, ``hf:<id or dir>`` (either with ``+flip``: mirror-averaged, see
+            :mod:`~imgclust.encoders.tta`), an :class:`EncoderSpec` or an :class:`Encoder`.
         device: ``auto`` (CUDA, then MPS, then CPU), ``cpu``, ``cuda`` or ``mps``.
         runtime: ``auto`` (torch on a GPU, the fastest installed CPU runtime on CPU), ``torch``,
             ``onnx`` or ``openvino``. Only the CNN encoders have exported runtimes; the others
             accept ``auto`` and ``torch``.
         cache_dir: Cache root for the one-time ONNX export (default: the embedding cache root).
     """
+    from .tta import FlipAveraged, base_spec, is_flip
+
     if isinstance(name, Encoder):
         return name
     spec = name if isinstance(name, EncoderSpec) else get_spec(name)
+    if is_flip(spec):
+        return FlipAveraged(create_encoder(base_spec(spec), device=device, runtime=runtime, cache_dir=cache_dir), spec)
     runtime = (runtime or "auto").lower()
     if spec.family in RUNTIME_FAMILIES:
         return _factory(spec.family)(spec, device=device, runtime=runtime, cache_dir=cache_dir)
@@ -173,6 +182,9 @@ def list_encoders() -> list[dict]:
 
 
 def _availability(spec: EncoderSpec) -> tuple[bool, str]:
+    from .tta import base_spec
+
+    spec = base_spec(spec)
     if spec.family == "pixels":
         return True, "no weights"
     if spec.family == "cnn":
