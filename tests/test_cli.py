@@ -187,6 +187,20 @@ def test_cluster_from_run_custom_out(runner, run_dir, tmp_path):
     assert json.loads((tmp_path / "k2" / "metrics.json").read_text())["n_clusters"] == 2
 
 
+def test_cluster_from_run_head_options(runner, run_dir, tmp_path):
+    out, _ = run_dir
+    result = _invoke(runner, ["cluster", "--from", out, "--method", "scan", "--k", "3", "--quiet", "--heads", "3",
+                              "--no-self-label", "--epochs", "2",
+                              "--out", tmp_path / "scan"])
+    assert result.exit_code == 0, result.output
+    params = json.loads((tmp_path / "scan" / "run.json").read_text())["config"]["method_params"]
+    assert params["n_heads"] == 3 and params["self_label"] is False and params["epochs"] == 2
+    # An option the method does not take is one clear line, not a traceback.
+    line = _user_error(_invoke(runner, ["cluster", "--from", out, "--method", "temi", "--k", "3", "--quiet",
+                                        "--no-self-label", "--out", tmp_path / "temi"]))
+    assert "does not take self_label" in line
+
+
 def test_report_rebuilds(runner, run_dir):
     out, _ = run_dir
     report = out / "report.html"

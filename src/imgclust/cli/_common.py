@@ -52,8 +52,10 @@ def parse_k(k: str) -> int | str | None:
         raise ImgclustError(f"--k must be a number, 'auto' or 'none' (got {k!r})") from None
 
 
-def head_params(epochs, batch_size, lr) -> dict:
-    return {k: v for k, v in {"epochs": epochs, "batch_size": batch_size, "lr": lr}.items() if v is not None}
+def head_params(epochs, batch_size, lr, heads=None, self_label=None) -> dict:
+    """The heads' options the user set (unset ones keep the estimator's defaults)."""
+    given = {"epochs": epochs, "batch_size": batch_size, "lr": lr, "n_heads": heads, "self_label": self_label}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def print_summary(result, out: Path | None) -> None:
@@ -123,3 +125,7 @@ SeedOpt = typer.Option(0, "--seed", help="Base random seed.")
 EpochsOpt = typer.Option(None, "--epochs", help="Training epochs for scan/temi heads.")
 BatchOpt = typer.Option(None, "--batch-size", help="Training batch size for scan/temi heads.")
 LrOpt = typer.Option(None, "--lr", help="Learning rate for scan/temi heads.")
+HeadsOpt = typer.Option(None, "--heads", help="Heads (restarts) trained together for scan/temi/turtle "
+                        "(defaults 10/16/4); SCAN and TURTLE keep the lowest-loss one, TEMI ensembles them.")
+SelfLabelOpt = typer.Option(None, "--self-label/--no-self-label",
+                            help="SCAN's self-labelling step (default on).")

@@ -12,6 +12,7 @@ from ._common import (
     DimsOpt,
     EncoderOpt,
     EpochsOpt,
+    HeadsOpt,
     KCritOpt,
     KOpt,
     LrOpt,
@@ -20,6 +21,7 @@ from ._common import (
     ReduceOpt,
     SeedOpt,
     SeedsOpt,
+    SelfLabelOpt,
     app,
     friendly,
     head_params,
@@ -53,6 +55,8 @@ def run(
     epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt,
+    heads: Optional[int] = HeadsOpt,
+    self_label: Optional[bool] = SelfLabelOpt,
     augment: int = typer.Option(0, "--augment", help="Embed N augmented views per image (random resized crop, "
                                                      "flip, colour jitter; deterministic per --seed)."),
     augment_as: str = typer.Option("both", "--augment-as", help="both (extra points + views for scan/temi), "
@@ -69,9 +73,9 @@ def run(
                             k=parse_k(k), labels=labels, seeds=seeds, random_state=seed, device=device,
                             runtime=runtime, batch_size=embed_batch, cache_dir=cache_dir, cache=not no_cache, out=out,
                             plots=not no_report, report=not no_report,
-                            method_params=head_params(epochs, batch_size, lr), progress=not quiet,
-                            engine=engine, ray_address=ray_address, augment=augment, augment_as=augment_as,
-                            k_criterion=k_criterion)
+                            method_params=head_params(epochs, batch_size, lr, heads, self_label),
+                            progress=not quiet, engine=engine, ray_address=ray_address, augment=augment,
+                            augment_as=augment_as, k_criterion=k_criterion)
     print_summary(result, out)
 
 
@@ -90,6 +94,8 @@ def cluster(
     epochs: Optional[int] = EpochsOpt,
     batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt,
+    heads: Optional[int] = HeadsOpt,
+    self_label: Optional[bool] = SelfLabelOpt,
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
 ):
     """Re-cluster a run from its saved embeddings, without touching the images."""
@@ -97,7 +103,8 @@ def cluster(
 
     out = out or from_.with_name(f"{from_.name}-{method}")
     result = recluster(from_, method=method, k=parse_k(k), reduce=reduce, n_components=dims, seeds=seeds,
-                       random_state=seed, out=out, method_params=head_params(epochs, batch_size, lr),
+                       random_state=seed, out=out,
+                       method_params=head_params(epochs, batch_size, lr, heads, self_label),
                        progress=not quiet, k_criterion=k_criterion)
     print_summary(result, out)
 
