@@ -76,15 +76,30 @@ def clustering_input(spaces: list[np.ndarray], n_components: int) -> tuple[np.nd
     return np.ascontiguousarray(X, np.float32), reduced or [X.shape[1]]
 
 
+def parse_method(spec: str) -> tuple[str, dict]:
+    """``scan:n_heads=50:self_label=false`` -> ``("scan", {"n_heads": 50, "self_label": False})``."""
+    import json
+
+    name, *pairs = spec.split(":")
+    params = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            params[key] = json.loads(value)
+        except json.JSONDecodeError:
+            params[key] = value
+    return name, params
+
+
 def _fit(method: str, X: np.ndarray, widths: list[int], k: int, seed: int):
     from imgclust.cluster import make_clusterer
 
-    if method == "kmeans":
-        est = make_clusterer("kmeans", n_clusters=k, random_state=seed, n_init=10)
-    elif method == "turtle":
-        est = make_clusterer("turtle", n_clusters=k, random_state=seed, spaces=widths)
-    else:
-        est = make_clusterer(method, n_clusters=k, random_state=seed)
+    name, params = parse_method(method)
+    if name == "kmeans":
+        params.setdefault("n_init", 10)
+    elif name == "turtle":
+        params["spaces"] = widths
+    est = make_clusterer(name, n_clusters=k, random_state=seed, **params)
     t = time.perf_counter()
     est.fit(X)
     return np.asarray(est.labels_), time.perf_counter() - t
@@ -141,7 +156,7 @@ def space_choices(encoders: list[str], blocks: list[np.ndarray], which: str) -> 
 
 
 def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: list[str], seeds: int,
-              n_components: int = 128, which: str = "first,multi") -> dict:
+              n_components: int = 128, which: str = "first,multi", probe: bool = True) -> dict:
     print(f"== {name}: embedding with {', '.join(encoders)}", flush=True)
     blocks, y = load_spaces(folder, per_class, encoders)
     out: dict = {"n": int(len(y)), "k": int(len(np.unique(y))), "encoders": encoders,
@@ -151,7 +166,8 @@ def bench_set(name: str, folder: Path, per_class, encoders: list[str], methods: 
         for m in methods:
             print(f"  {label}", flush=True)
             out["results"][f"{m}@{label}"] = run_method(m, X, widths, y, seeds)
-        out[f"probe@{label}"] = linear_probe(use, y)
+        if probe:
+            out[f"probe@{label}"] = linear_probe(use, y)
     out["selection"] = label_free_pick(blocks, out["results"])
     for r in out["results"].values():
         r.pop("_labels")
@@ -183,7 +199,9 @@ def main(argv=None) -> dict:
     ap.add_argument("--digits-per-class", type=int, default=0, help="digits per class (0 = all 1,797).")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--encoders", default=",".join(LITES))
-    ap.add_argument("--methods", default="kmeans,scan,temi,turtle")
+    ap.add_argument("--methods", default="kmeans,scan,temi,turtle",
+                    help="Comma-separated; parameters as name:key=value:... (scan:n_heads=50:self_label=false).")
+    ap.add_argument("--no-probe", action="store_true", help="Skip the supervised linear probe.")
     ap.add_argument("--sets", default="cifar10,digits,emoji")
     ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
     ap.add_argument("--threads", type=int, default=1)
@@ -213,7 +231,8 @@ def main(argv=None) -> dict:
             raise SystemExit(f"unknown set {name!r}; valid: {', '.join(folders)}")
         folder, per = folders[name]()
         res["sets"][name] = bench_set(name, folder, per, encoders, methods, args.seeds,
-                                     args.n_components, args.spaces)
+                                     args.n_components, args.spaces,
+                                     not args.no_probe)
     from quality_data import save_results
 
     save_results(RESULTS, args.name, res, to_markdown(res))
