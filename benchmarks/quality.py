@@ -12,7 +12,7 @@ Every set is embedded through imgclust's store with each encoder (cached per enc
 rows aligned by image: :func:`imgclust.pipeline.multi.embed_multi`). For each space choice (Lite0
 alone; Lite0+Lite1(+Lite2) side by side) each method runs with ``--seeds`` seeds; ACC/NMI/ARI are
 reported as mean +- std with seconds per seed. Every method gets what ``imgclust run --reduce pca
---n-components N`` gives it: each encoder's top ``--n-components`` principal axes, side by side
+--dims N`` gives it: each encoder's top N (``--n-components``) principal axes, side by side
 (k-means, SCAN and TEMI see the concatenation; TURTLE takes the blocks as separate spaces).
 A 5-fold logistic-regression probe is the supervised ceiling.
 Label-free model selection: the method whose clusters have the best silhouette in a UMAP map of
@@ -66,7 +66,7 @@ def load_spaces(folder: Path, per_class: int | None, encoders: list[str]):
 
 
 def clustering_input(spaces: list[np.ndarray], n_components: int) -> tuple[np.ndarray, list[int] | None]:
-    """What ``imgclust run --reduce pca --n-components N`` clusters: each encoder's PCA, side by side."""
+    """What ``imgclust run --reduce pca --dims N`` clusters: each encoder's PCA, side by side."""
     from imgclust.analyze import reduce_spaces
 
     X0 = np.hstack(spaces) if len(spaces) > 1 else spaces[0]
@@ -206,7 +206,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--data", default="/tmp/imgclust-bench-data", help="Where generated sets are written.")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--n-components", type=int, default=128,
-                    help="PCA components per encoder (as imgclust run --reduce pca --n-components); 0 = raw.")
+                    help="PCA components per encoder (as imgclust run --reduce pca --dims); 0 = raw.")
     ap.add_argument("--spaces", default="first,multi",
                     help="Space choices: first (the first encoder alone), each (every encoder alone), multi (all).")
     ap.add_argument("--name", default="quality", help="Result file stem under benchmarks/results/.")
